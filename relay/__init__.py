@@ -1,0 +1,61 @@
+"""relay: Google Cloud Pub/Sub as pleasant as a task queue.
+
+The public API is exactly ``__all__`` (a test holds it to that).
+"""
+
+from relay.app import (
+    App,
+    configure,
+    get_app,
+    get_publisher,
+    publish,
+    reset,
+    set_app,
+    set_publisher,
+)
+from relay.errors import (
+    ConfigurationError,
+    DecodeError,
+    PublishError,
+    RelayError,
+    TransportError,
+)
+from relay.message import Action, Message, Outcome, OutgoingMessage, Status
+from relay.middleware import BaseMiddleware, MiddlewareChain
+from relay.publisher import RESERVED_NAMES, Publisher
+from relay.settings import Settings
+from relay.subscription import RetryPolicy, Subscription, sub
+from relay.worker import Worker
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "RESERVED_NAMES",
+    "Action",
+    "App",
+    "BaseMiddleware",
+    "ConfigurationError",
+    "DecodeError",
+    "Message",
+    "MiddlewareChain",
+    "Outcome",
+    "OutgoingMessage",
+    "PublishError",
+    "Publisher",
+    "RelayError",
+    "RetryPolicy",
+    "Settings",
+    "Status",
+    "Subscription",
+    "TransportError",
+    "Worker",
+    "__version__",
+    "configure",
+    "get_app",
+    "get_publisher",
+    "publish",
+    "reset",
+    "set_app",
+    "set_publisher",
+    "sub",
+]

@@ -1,0 +1,1 @@
+"""Optional middleware and framework glue, one module each."""

@@ -1,0 +1,75 @@
+"""Pub/Sub's limits, checked before anything is sent.
+
+Each check raises ``ConfigurationError`` (a ``ValueError``) naming the offending
+name, key or value and saying what Pub/Sub accepts.
+See https://cloud.google.com/pubsub/quotas#resource_limits and
+https://cloud.google.com/pubsub/docs/create-topic#resource_names.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from relay.errors import ConfigurationError
+
+MAX_ATTRIBUTES = 100
+MAX_ATTRIBUTE_KEY_BYTES = 256
+MAX_ATTRIBUTE_VALUE_BYTES = 1024
+MAX_PAYLOAD_BYTES = 10 * 1024 * 1024
+#: Pub/Sub's resource-name rule: a letter, then letters, digits and - . _ ~ % +.
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9\-._~%+]{2,254}")
+
+
+def validate_name(name: object, kind: str = "topic") -> str:
+    """Check a topic or subscription short name; return it unchanged."""
+    if not isinstance(name, str):
+        raise ConfigurationError(f"{kind} name must be a string, got {name!r}")
+    if _NAME.fullmatch(name) and not name.lower().startswith("goog"):
+        return name
+    if len(name) < 3 or len(name) > 255:
+        why = f"is {len(name)} characters long; Pub/Sub needs 3 to 255"
+    elif not name[0].isalpha() or not name[0].isascii():
+        why = "must start with a letter"
+    elif name.lower().startswith("goog"):
+        why = "must not start with 'goog' (reserved by Google)"
+    else:
+        bad = sorted({c for c in name if not re.fullmatch(r"[A-Za-z0-9\-._~%+]", c)})
+        why = f"contains {''.join(bad)!r}; only letters, digits and - . _ ~ % + are allowed"
+    raise ConfigurationError(f"invalid {kind} name {name!r}: it {why}")
+
+
+def validate_attributes(attributes: Mapping[str, object]) -> None:
+    """Check message attributes against Pub/Sub's limits."""
+    if len(attributes) > MAX_ATTRIBUTES:
+        raise ConfigurationError(
+            f"a message has {len(attributes)} attributes; Pub/Sub allows at most {MAX_ATTRIBUTES}"
+        )
+    for key, value in attributes.items():
+        if not isinstance(key, str) or not key:
+            raise ConfigurationError(f"attribute key {key!r} must be a non-empty string")
+        if not isinstance(value, str):
+            raise ConfigurationError(
+                f"attribute {key!r} has value {value!r} of type {type(value).__name__}; "
+                f"attribute values must be str: pass {key}=str(value) or put it in the data"
+            )
+        if len(key.encode()) > MAX_ATTRIBUTE_KEY_BYTES:
+            raise ConfigurationError(
+                f"attribute key {key[:40]!r}... is {len(key.encode())} bytes; "
+                f"the limit is {MAX_ATTRIBUTE_KEY_BYTES}"
+            )
+        size = len(value.encode())
+        if size > MAX_ATTRIBUTE_VALUE_BYTES:
+            raise ConfigurationError(
+                f"attribute {key!r} is {size} bytes; the limit is {MAX_ATTRIBUTE_VALUE_BYTES}: "
+                "put large values in the data"
+            )
+
+
+def validate_payload(topic: str, payload: bytes) -> None:
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise ConfigurationError(
+            f"the message for topic {topic!r} encodes to {len(payload)} bytes; Pub/Sub's limit "
+            f"is {MAX_PAYLOAD_BYTES} bytes: store the payload elsewhere (e.g. Cloud Storage) "
+            "and publish a reference"
+        )

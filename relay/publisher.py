@@ -1,0 +1,174 @@
+"""``Publisher``: validate, encode, run publish hooks, hand bytes to the transport.
+
+``relay.publish(topic, data, **attrs)`` goes through the process-wide publisher
+(``relay.get_publisher()``), built from the settings on first use.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from concurrent.futures import CancelledError, Future
+from concurrent.futures import TimeoutError as FutureTimeoutError
+from typing import Any
+
+from relay.codec import Codec
+from relay.errors import ConfigurationError, PublishError
+from relay.limits import validate_attributes, validate_name, validate_payload
+from relay.message import OutgoingMessage
+from relay.middleware import MiddlewareChain
+from relay.settings import Settings
+from relay.transports.base import Transport
+
+logger = logging.getLogger("relay.publisher")
+
+#: Keyword names ``publish()`` keeps for itself; pass attributes with these
+#: names through ``attrs={...}`` instead.
+RESERVED_NAMES = frozenset(
+    {"topic", "data", "ordering_key", "blocking", "timeout", "attrs", "raise_exception"}
+)
+
+
+class _Settled:
+    """Makes sure exactly one of the post-publish hooks fires per message."""
+
+    __slots__ = ("_lock", "done")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.done = False
+
+    def claim(self) -> bool:
+        with self._lock:
+            if self.done:
+                return False
+            self.done = True
+            return True
+
+
+class Publisher:
+    """Publishes JSON messages through a transport and the middleware chain.
+
+    Keep one per process (``relay.get_publisher()``): each one holds a
+    transport with its own connections and batching threads.
+    """
+
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        settings: Settings | None = None,
+        middleware: MiddlewareChain | None = None,
+    ) -> None:
+        self.settings = settings or Settings()
+        self.transport = transport
+        self.middleware = middleware if middleware is not None else MiddlewareChain()
+        self._codec = Codec(self.settings.encoder)
+
+    def publish(
+        self,
+        topic: str,
+        data: Any,
+        *,
+        ordering_key: str = "",
+        blocking: bool | None = None,
+        timeout: float | None = None,
+        attrs: Mapping[str, str] | None = None,
+        raise_exception: bool = True,
+        **attributes: str,
+    ) -> Future[str]:
+        """Publish ``data`` (encoded as JSON) to ``topic`` with string ``attributes``.
+
+        Returns a future that resolves to the message id. Non-blocking by default
+        (``PUBLISHER_BLOCKING``); with ``blocking=True`` it waits up to ``timeout``
+        seconds (``PUBLISHER_TIMEOUT``) and, on any failure, raises
+        ``PublishError`` (or, with ``raise_exception=False``, logs and returns the
+        failed future). Invalid names, attributes or data raise
+        ``ConfigurationError``/``TypeError`` before anything is sent.
+
+        ``topic``, ``data``, ``ordering_key``, ``blocking``, ``timeout``, ``attrs``
+        and ``raise_exception`` are reserved: pass attributes with those names
+        in ``attrs={...}``. A ``published_at`` attribute (epoch seconds, as Relé
+        sets it) is added unless present.
+        """
+        settings = self.settings
+        full_topic = validate_name(settings.topic_prefix + topic, "topic")
+        merged: dict[str, str] = dict(attrs) if attrs else {}
+        if attributes:
+            merged.update(attributes)
+        merged.setdefault("published_at", str(time.time()))
+        validate_attributes(merged)
+        if ordering_key and not isinstance(ordering_key, str):
+            raise ConfigurationError(f"ordering_key must be a string, got {ordering_key!r}")
+        payload = self._codec.encode(data)
+        validate_payload(full_topic, payload)
+
+        message = OutgoingMessage(full_topic, data, merged, ordering_key, payload)
+        chain = self.middleware
+        if chain.has("pre_publish"):
+            before = len(merged)
+            chain.run("pre_publish", message)
+            if len(message.attributes) != before:
+                validate_attributes(message.attributes)
+
+        started = time.perf_counter()
+        settled = _Settled()
+        future = self._send(message)
+        future.add_done_callback(lambda f: self._on_done(f, message, started, settled))
+
+        if blocking is None:
+            blocking = settings.publisher_blocking
+        if not blocking:
+            return future
+        wait = settings.publisher_timeout if timeout is None else timeout
+        try:
+            future.result(timeout=wait)
+        except BaseException as exc:
+            error: BaseException = exc
+            if isinstance(exc, FutureTimeoutError):
+                error = TimeoutError(
+                    f"publishing to {full_topic!r} did not complete within {wait} s"
+                )
+                if settled.claim():
+                    chain.run(
+                        "post_publish_failure", message, error, time.perf_counter() - started
+                    )
+            if raise_exception:
+                raise PublishError(full_topic, error) from error
+            logger.error("publishing to %s failed: %s", full_topic, error)
+        return future
+
+    def _send(self, message: OutgoingMessage) -> Future[str]:
+        try:
+            return self.transport.publish(
+                message.topic, message.payload, message.attributes,
+                ordering_key=message.ordering_key,
+            )
+        except Exception as exc:  # a transport that raises instead of failing the future
+            failed: Future[str] = Future()
+            failed.set_exception(exc)
+            return failed
+
+    def _on_done(
+        self, future: Future[str], message: OutgoingMessage, started: float, settled: _Settled
+    ) -> None:
+        if not settled.claim():
+            return
+        elapsed = time.perf_counter() - started
+        exc: BaseException | None
+        if future.cancelled():
+            exc = CancelledError("the publish was cancelled")
+        else:
+            exc = future.exception()
+        if exc is None:
+            message.message_id = future.result()
+            self.middleware.run("post_publish_success", message, elapsed)
+        elif self.middleware.has("post_publish_failure"):
+            self.middleware.run("post_publish_failure", message, exc, elapsed)
+        else:  # never lose a failure silently, even with no middleware configured
+            logger.error("publishing to %s failed: %s: %s", message.topic, type(exc).__name__, exc)
+
+    def close(self) -> None:
+        self.transport.close()

@@ -1,0 +1,296 @@
+"""Subscriptions: ``@sub``, the class-based ``Subscription``, and ``RetryPolicy``.
+
+A subscription binds a handler ``fn(data, **attributes)`` to a topic. Its name
+on Pub/Sub is ``prefix-topic-suffix`` (empty parts left out), where ``topic``
+carries the ``TOPIC_PREFIX`` setting and ``prefix`` defaults to ``SUB_PREFIX``.
+Everything is checked when the decorator runs, so a mistake fails at import.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar, overload
+
+from relay.errors import ConfigurationError
+from relay.limits import validate_name
+
+if TYPE_CHECKING:
+    from relay.settings import Settings
+
+Handler = Callable[..., Any]
+Filter = Callable[..., bool]
+F = TypeVar("F", bound=Handler)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Server-side redelivery backoff for nacked messages, in seconds.
+
+    Pub/Sub waits between ``minimum_backoff`` and ``maximum_backoff`` (growing
+    exponentially) before redelivering a nacked or expired message.
+    """
+
+    minimum_backoff: float = 10.0
+    maximum_backoff: float = 600.0
+
+    def __post_init__(self) -> None:
+        for field_name in ("minimum_backoff", "maximum_backoff"):
+            value = getattr(self, field_name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigurationError(
+                    f"RetryPolicy {field_name}={value!r}: expected a number of seconds"
+                )
+        lo, hi = self.minimum_backoff, self.maximum_backoff
+        if not 0 < lo <= hi <= 600:
+            raise ConfigurationError(
+                f"RetryPolicy(minimum_backoff={lo!r}, maximum_backoff={hi!r}) is invalid: "
+                "Pub/Sub needs 0 < minimum_backoff <= maximum_backoff <= 600 seconds"
+            )
+
+
+def _describe(func: Any) -> str:
+    module = getattr(func, "__module__", None) or "?"
+    qualname = getattr(func, "__qualname__", None) or repr(func)
+    return f"{module}.{qualname}"
+
+
+def _check_handler(func: Any) -> bool:
+    """Validate ``fn(data, **attributes)``; return whether it is ``async def``."""
+    if not callable(func):
+        raise ConfigurationError(f"@sub needs a function, got {func!r}")
+    target = func.__call__ if not inspect.isroutine(func) and not inspect.isclass(func) else func
+    try:
+        sig = inspect.signature(func)
+    except (TypeError, ValueError):  # builtins without signatures: trust them
+        return False
+    params = list(sig.parameters.values())
+    name = _describe(func)
+    positional = [
+        p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+    has_varargs = any(p.kind is p.VAR_POSITIONAL for p in params)
+    if not positional and not has_varargs:
+        raise ConfigurationError(
+            f"handler {name}{sig} takes no argument for the message data; "
+            f"declare it as def {getattr(func, '__name__', 'handler')}(data, **attrs)"
+        )
+    required_extra = [
+        p.name
+        for p in positional[1:]
+        if p.default is p.empty
+    ] + [p.name for p in params if p.kind is p.KEYWORD_ONLY and p.default is p.empty]
+    if required_extra:
+        raise ConfigurationError(
+            f"handler {name}{sig} requires {', '.join(required_extra)}, which relay cannot "
+            "supply: a handler is called as fn(data, **attributes). Give them defaults or "
+            "read them from **attrs"
+        )
+    if not any(p.kind is p.VAR_KEYWORD for p in params):
+        raise ConfigurationError(
+            f"handler {name}{sig} does not accept **kwargs: every message attribute is passed "
+            f"as a keyword argument, so declare it as def "
+            f"{getattr(func, '__name__', 'handler')}(data, **attrs)"
+        )
+    return asyncio.iscoroutinefunction(func) or asyncio.iscoroutinefunction(target)
+
+
+def _as_filters(filter_by: Filter | Sequence[Filter] | None, owner: str) -> tuple[Filter, ...]:
+    if filter_by is None:
+        return ()
+    filters: Iterable[Any] = filter_by if isinstance(filter_by, (list, tuple)) else (filter_by,)
+    out = tuple(filters)
+    for f in out:
+        if not callable(f):
+            raise ConfigurationError(
+                f"filter_by of {owner} must be a callable or a list of callables taking "
+                f"**attributes and returning bool; got {f!r}"
+            )
+    return out
+
+
+class Subscription:
+    """A handler bound to a topic. Use ``@sub`` or subclass it (Relé's form).
+
+    Instances are immutable once built; ``resolve(settings)`` returns a copy with
+    the settings' prefixes applied, which is what the Worker runs.
+    """
+
+    def __init__(
+        self,
+        func: Handler,
+        topic: str,
+        prefix: str | None = None,
+        suffix: str | None = None,
+        filter_by: Filter | Sequence[Filter] | None = None,
+        backend_filter_by: str | None = None,
+        retry_policy: RetryPolicy | None = None,
+        ack_deadline: int | None = None,
+        *,
+        topic_prefix: str = "",
+    ) -> None:
+        self._func = func
+        self.is_async = _check_handler(func)
+        self.handler_name = _describe(func)
+        self.topic = validate_name(topic, "topic")
+        self.prefix = prefix
+        self.suffix = suffix or ""
+        self.topic_prefix = topic_prefix
+        self.filters = _as_filters(filter_by, self.handler_name)
+        if backend_filter_by is not None and not isinstance(backend_filter_by, str):
+            raise ConfigurationError(
+                f"backend_filter_by of {self.handler_name} must be a Pub/Sub filter string like "
+                f"'attributes.type = \"landscape\"', got {backend_filter_by!r}"
+            )
+        self.backend_filter_by = backend_filter_by or ""
+        if retry_policy is not None and not isinstance(retry_policy, RetryPolicy):
+            raise ConfigurationError(
+                f"retry_policy of {self.handler_name} must be a relay.RetryPolicy, "
+                f"got {retry_policy!r}"
+            )
+        self.retry_policy = retry_policy
+        if ack_deadline is not None and (
+            isinstance(ack_deadline, bool)
+            or not isinstance(ack_deadline, int)
+            or not 10 <= ack_deadline <= 600
+        ):
+            raise ConfigurationError(
+                f"ack_deadline of {self.handler_name} is {ack_deadline!r}; Pub/Sub accepts a "
+                "whole number of seconds from 10 to 600"
+            )
+        self.ack_deadline = ack_deadline
+        validate_name(self.name, "subscription")
+
+    # --------------------------------------------------------------- naming
+    @property
+    def full_topic(self) -> str:
+        """The topic name on Pub/Sub, with ``TOPIC_PREFIX`` applied."""
+        return f"{self.topic_prefix}{self.topic}"
+
+    @property
+    def name(self) -> str:
+        """The subscription name on Pub/Sub: ``prefix-topic-suffix``."""
+        return "-".join(part for part in (self.prefix or "", self.full_topic, self.suffix) if part)
+
+    def resolve(self, settings: Settings) -> Subscription:
+        """A copy with the settings' ``SUB_PREFIX`` and ``TOPIC_PREFIX`` applied."""
+        clone = object.__new__(type(self))
+        clone.__dict__.update(self.__dict__)
+        if self.prefix is None:
+            clone.prefix = settings.sub_prefix
+        clone.topic_prefix = settings.topic_prefix
+        validate_name(clone.full_topic, "topic")
+        validate_name(clone.name, "subscription")
+        return clone
+
+    # --------------------------------------------------------------- running
+    def accepts(self, attributes: dict[str, str]) -> bool:
+        """True if every ``filter_by`` callable passes for these attributes."""
+        return all(f(**attributes) for f in self.filters)
+
+    def __call__(self, data: Any, **attributes: Any) -> Any:
+        """Call the handler directly (handy in tests)."""
+        return self._func(data, **attributes)
+
+    def with_options(self, **changes: Any) -> Subscription:
+        """A copy with some declaration options changed (validated again)."""
+        current: dict[str, Any] = {
+            "topic": self.topic,
+            "prefix": self.prefix,
+            "suffix": self.suffix,
+            "filter_by": list(self.filters) or None,
+            "backend_filter_by": self.backend_filter_by or None,
+            "retry_policy": self.retry_policy,
+            "ack_deadline": self.ack_deadline,
+        }
+        current.update(changes)
+        return Subscription(self._func, topic_prefix=self.topic_prefix, **current)
+
+    def __repr__(self) -> str:
+        return f"<Subscription {self.name} topic={self.full_topic} handler={self.handler_name}>"
+
+
+@overload
+def sub(topic: str, /) -> Callable[[F], Subscription]: ...
+@overload
+def sub(
+    topic: str,
+    /,
+    *,
+    prefix: str | None = ...,
+    suffix: str | None = ...,
+    filter_by: Filter | Sequence[Filter] | None = ...,
+    backend_filter_by: str | None = ...,
+    retry_policy: RetryPolicy | None = ...,
+    ack_deadline: int | None = ...,
+) -> Callable[[F], Subscription]: ...
+def sub(
+    topic: str | None = None,
+    /,
+    *,
+    prefix: str | None = None,
+    suffix: str | None = None,
+    filter_by: Filter | Sequence[Filter] | None = None,
+    backend_filter_by: str | None = None,
+    retry_policy: RetryPolicy | None = None,
+    ack_deadline: int | None = None,
+    **kwargs: Any,
+) -> Callable[[F], Subscription]:
+    """Declare a subscription: ``@sub(topic="orders")`` or ``@sub("orders")``.
+
+    The decorated name becomes a ``Subscription`` (still callable as the
+    function). ``filter_by`` is one callable or a list, each called with the
+    message attributes as keyword arguments; a message any of them rejects is
+    acked without running the handler and reported to middleware as skipped.
+    ``backend_filter_by`` is a Pub/Sub filter expression applied by the server.
+    """
+    if "topic" in kwargs:
+        if topic is not None:
+            raise ConfigurationError("@sub got the topic twice")
+        topic = kwargs.pop("topic")
+    if kwargs:
+        raise ConfigurationError(
+            f"@sub got unknown option(s) {', '.join(sorted(kwargs))}; it takes topic, prefix, "
+            "suffix, filter_by, backend_filter_by, retry_policy and ack_deadline"
+        )
+    if topic is None:
+        raise ConfigurationError("@sub needs a topic: @sub(topic='orders')")
+    if callable(topic):
+        raise ConfigurationError("@sub must be called with a topic: write @sub(topic='...')")
+
+    def decorator(func: F) -> Subscription:
+        return Subscription(
+            func,
+            topic,
+            prefix=prefix,
+            suffix=suffix,
+            filter_by=filter_by,
+            backend_filter_by=backend_filter_by,
+            retry_policy=retry_policy,
+            ack_deadline=ack_deadline,
+        )
+
+    return decorator
+
+
+def check_unique(subscriptions: Iterable[Subscription]) -> list[Subscription]:
+    """Raise if two subscriptions share a name, naming both handlers."""
+    seen: dict[str, Subscription] = {}
+    out = []
+    for s in subscriptions:
+        other = seen.get(s.name)
+        if other is not None:
+            if other is s or other._func is s._func:
+                continue
+            raise ConfigurationError(
+                f"duplicate subscription name {s.name!r}: {other.handler_name} and "
+                f"{s.handler_name} both declare it; give one a suffix=... to tell them apart"
+            )
+        seen[s.name] = s
+        out.append(s)
+    return out
+
+
+__all__ = ["RetryPolicy", "Subscription", "check_unique", "sub"]

@@ -1,0 +1,148 @@
+"""The transport seam: the whole surface relay needs from a message broker.
+
+The Publisher and the Worker talk to a ``Transport`` and to nothing else. A
+transport deals in short resource names (``"orders"``, not
+``"projects/p/topics/orders"``) and raw bytes; encoding, validation, middleware,
+prefixes and the ack policy all live above it, so a transport can be replaced
+(the in-memory one in tests, a leaner gRPC one later) without touching them.
+
+Contract every transport honours (``tests/transports/test_contract.py`` runs the
+same checks against the memory transport and the Pub/Sub emulator):
+
+* ``publish`` never blocks on the network; it returns a future resolved with the
+  server-assigned message id, or with the exception that made it fail.
+* ``subscribe`` starts delivering in the background and returns at once. The
+  ``on_message`` callback is invoked on a transport thread and must return
+  quickly: the Worker hands the message to its own executor. Each message is
+  settled exactly once by calling ``ack()`` or ``nack()``; calls after the first
+  are ignored. Until it is settled the transport keeps extending its lease.
+* Flow control bounds what is outstanding (delivered and not yet settled) per
+  stream.
+* ``Stream.cancel()`` stops delivering new messages but keeps acks and nacks of
+  messages already delivered working, so the Worker can drain; ``Stream.close()``
+  then flushes pending acks and releases the stream.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from relay.subscription import RetryPolicy
+
+
+class ReceivedMessage(abc.ABC):
+    """A message as a transport hands it over: raw bytes and metadata."""
+
+    __slots__ = ()
+
+    data: bytes
+    attributes: Mapping[str, str]
+    message_id: str
+    publish_time: datetime | None
+    delivery_attempt: int | None
+    ordering_key: str
+
+    @abc.abstractmethod
+    def ack(self) -> None:
+        """Tell the broker the message is done with; it will not be redelivered."""
+
+    @abc.abstractmethod
+    def nack(self) -> None:
+        """Tell the broker to redeliver the message (after the retry policy's backoff)."""
+
+
+@dataclass(frozen=True)
+class FlowControl:
+    """Bounds on what one stream holds outstanding (delivered, not yet settled)."""
+
+    max_messages: int = 100
+    max_bytes: int = 100 * 1024 * 1024
+    max_lease_duration: float = 3600.0
+
+
+@dataclass(frozen=True)
+class SubscriptionSpec:
+    """What a subscription should look like on the broker; provisioning makes it so."""
+
+    name: str
+    topic: str
+    ack_deadline: int = 60
+    filter: str = ""
+    retry_policy: RetryPolicy | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+class ProvisionAction(str, enum.Enum):
+    CREATED = "created"
+    UPDATED = "updated"
+    UNCHANGED = "unchanged"
+
+
+@dataclass(frozen=True)
+class ProvisionResult:
+    """What provisioning did to one subscription, and which fields it changed."""
+
+    name: str
+    action: ProvisionAction
+    changed: tuple[str, ...] = ()
+    #: Differences that could not be applied in place (a filter cannot be changed
+    #: on an existing Pub/Sub subscription); each entry says what and why.
+    conflicts: tuple[str, ...] = ()
+
+
+class Stream(abc.ABC):
+    """A running subscription stream, as returned by ``Transport.subscribe``."""
+
+    @abc.abstractmethod
+    def cancel(self) -> None:
+        """Stop delivering new messages. Settling delivered ones still works."""
+
+    @abc.abstractmethod
+    def close(self, timeout: float | None = None) -> None:
+        """Flush pending acks/nacks and release the stream. Idempotent."""
+
+    @abc.abstractmethod
+    def done(self) -> bool:
+        """True once the stream has ended, by ``close()`` or by failing."""
+
+    @abc.abstractmethod
+    def exception(self) -> BaseException | None:
+        """The error that ended the stream, if it failed; ``None`` otherwise."""
+
+
+MessageCallback = Callable[[ReceivedMessage], None]
+
+
+class Transport(abc.ABC):
+    """What relay needs from a broker. Names are short names, already prefixed."""
+
+    @abc.abstractmethod
+    def publish(
+        self, topic: str, data: bytes, attributes: Mapping[str, str], *, ordering_key: str = ""
+    ) -> Future[str]:
+        """Send one message; the future resolves to the message id."""
+
+    @abc.abstractmethod
+    def ensure_topic(self, topic: str) -> bool:
+        """Create the topic if it does not exist. True if it was created."""
+
+    @abc.abstractmethod
+    def ensure_subscription(self, spec: SubscriptionSpec) -> ProvisionResult:
+        """Create the subscription, or update it in place to match ``spec``."""
+
+    @abc.abstractmethod
+    def subscribe(
+        self, subscription: str, on_message: MessageCallback, flow_control: FlowControl
+    ) -> Stream:
+        """Start delivering the subscription's messages to ``on_message``."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release clients and connections. Idempotent."""

@@ -1,0 +1,390 @@
+"""``Worker``: provision, consume, dispatch, supervise, drain.
+
+* ``setup()`` creates missing topics and creates or updates each subscription
+  to match its declaration (ack deadline, retry policy; a changed filter, which
+  Pub/Sub cannot change in place, is reported loudly).
+* ``start()`` opens one stream per subscription. Every sync handler runs on ONE
+  bounded thread pool shared by all subscriptions (``CONCURRENCY`` threads);
+  every ``async def`` handler runs on one event loop owned by the worker, at
+  most ``CONCURRENCY`` at a time. Flow control bounds what each stream holds.
+* A supervisor thread restarts a stream that fails, with exponential backoff.
+* ``stop()`` stops pulling, waits for in-flight handlers up to
+  ``DRAIN_TIMEOUT``, closes the streams (flushing acks) and the transport.
+
+Library code never exits the process or installs signal handlers: that is the
+CLI's job (``relay.cli``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from relay.codec import Codec
+from relay.middleware import MiddlewareChain
+from relay.processing import Processor
+from relay.settings import Settings
+from relay.subscription import Subscription, check_unique
+from relay.transports.base import (
+    ProvisionAction,
+    ProvisionResult,
+    ReceivedMessage,
+    Stream,
+    SubscriptionSpec,
+    Transport,
+)
+
+logger = logging.getLogger("relay.worker")
+
+RESTART_BACKOFF_MIN = 1.0
+RESTART_BACKOFF_MAX = 60.0
+#: A restarted stream that stays up this long resets its backoff.
+HEALTHY_AFTER = 30.0
+
+
+@dataclass
+class StreamState:
+    """Supervision state of one subscription's stream (for ``Worker.status()``)."""
+
+    subscription: Subscription
+    stream: Stream | None = None
+    state: str = "idle"  # idle | open | restarting | stopped
+    failures: int = 0
+    last_error: str | None = None
+    opened_at: float = 0.0
+    retry_at: float = 0.0
+
+
+class Worker:
+    """Consumes a set of subscriptions. See the module docstring for the lifecycle."""
+
+    def __init__(
+        self,
+        subscriptions: Iterable[Subscription],
+        *,
+        settings: Settings | None = None,
+        transport: Transport | None = None,
+        middleware: MiddlewareChain | None = None,
+        concurrency: int | None = None,
+        drain_timeout: float | None = None,
+    ) -> None:
+        self.settings = settings or Settings.load()
+        self.subscriptions = check_unique(s.resolve(self.settings) for s in subscriptions)
+        self.middleware = (
+            middleware if middleware is not None else MiddlewareChain.from_settings(self.settings)
+        )
+        self._owns_transport = transport is None
+        self._transport = transport
+        self.concurrency = concurrency or self.settings.concurrency
+        self.drain_timeout = self.settings.drain_timeout if drain_timeout is None else drain_timeout
+        self._processor = Processor(
+            self.middleware, Codec(self.settings.encoder), self.settings.filter_subs_by
+        )
+        self._states = {s.name: StreamState(s) for s in self.subscriptions}
+        self._executor: ThreadPoolExecutor | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: threading.Thread | None = None
+        self._semaphore: asyncio.Semaphore | None = None
+        self._supervisor: threading.Thread | None = None
+        self._inflight = 0
+        self._inflight_cond = threading.Condition()
+        self._stopping = threading.Event()
+        self._stopped = threading.Event()
+        self._lifecycle = threading.Lock()
+        self.provisioned: list[ProvisionResult] = []
+        self.started = False
+
+    @property
+    def transport(self) -> Transport:
+        if self._transport is None:
+            from relay.app import build_transport
+
+            self._transport = build_transport(self.settings)
+        return self._transport
+
+    # ------------------------------------------------------------ provisioning
+    def spec_for(self, sub: Subscription) -> SubscriptionSpec:
+        """What the subscription should look like on Pub/Sub."""
+        return SubscriptionSpec(
+            name=sub.name,
+            topic=sub.full_topic,
+            ack_deadline=sub.ack_deadline or self.settings.ack_deadline,
+            filter=sub.backend_filter_by,
+            retry_policy=sub.retry_policy or self.settings.default_retry_policy,
+        )
+
+    def setup(self) -> list[ProvisionResult]:
+        """Create missing topics; create or update subscriptions to match the code."""
+        results = []
+        transport = self.transport
+        for topic in dict.fromkeys(s.full_topic for s in self.subscriptions):
+            if transport.ensure_topic(topic):
+                logger.info("created topic %s", topic)
+        for sub in self.subscriptions:
+            result = transport.ensure_subscription(self.spec_for(sub))
+            if result.action is ProvisionAction.CREATED:
+                logger.info("created subscription %s on topic %s", sub.name, sub.full_topic)
+            elif result.action is ProvisionAction.UPDATED:
+                logger.info("updated subscription %s: %s", sub.name, ", ".join(result.changed))
+            for conflict in result.conflicts:
+                logger.warning("subscription %s does not match the code: %s", sub.name, conflict)
+            results.append(result)
+        self.provisioned = results
+        return results
+
+    # -------------------------------------------------------------- consuming
+    def start(self) -> None:
+        """Open every stream (provisioning first if ``setup()`` has not run)."""
+        with self._lifecycle:
+            if self.started:
+                return
+            if not self.provisioned:
+                self.setup()
+            self.middleware.run("pre_worker_start", self)
+            self._executor = ThreadPoolExecutor(
+                max_workers=self.concurrency, thread_name_prefix="relay-handler"
+            )
+            if any(s.is_async for s in self.subscriptions):
+                self._start_loop()
+            for state in self._states.values():
+                self._open(state)
+            self._supervisor = threading.Thread(
+                target=self._supervise, name="relay-supervisor", daemon=True
+            )
+            self._supervisor.start()
+            self.started = True
+        logger.info(
+            "worker consuming %d subscription(s) with concurrency %d: %s",
+            len(self.subscriptions), self.concurrency,
+            ", ".join(s.name for s in self.subscriptions),
+        )
+        self.middleware.run("post_worker_start", self)
+
+    def _start_loop(self) -> None:
+        loop = asyncio.new_event_loop()
+        ready = threading.Event()
+
+        def run() -> None:
+            asyncio.set_event_loop(loop)
+            self._semaphore = asyncio.Semaphore(self.concurrency)
+            ready.set()
+            loop.run_forever()
+            loop.close()
+
+        self._loop = loop
+        self._loop_thread = threading.Thread(target=run, name="relay-asyncio", daemon=True)
+        self._loop_thread.start()
+        ready.wait()
+
+    def _open(self, state: StreamState) -> None:
+        sub = state.subscription
+        state.stream = self.transport.subscribe(
+            sub.name, self._callback_for(sub), self.settings.flow_control
+        )
+        state.state = "open"
+        state.opened_at = time.monotonic()
+
+    def _callback_for(self, sub: Subscription) -> Callable[[ReceivedMessage], None]:
+        # Runs on a transport thread: hand off and return at once.
+        inflight = self._inflight_cond
+        stopping = self._stopping
+
+        def done() -> None:
+            with inflight:
+                self._inflight -= 1
+                if self._inflight == 0:
+                    inflight.notify_all()
+
+        if sub.is_async:
+
+            async def run_async(received: ReceivedMessage) -> None:
+                try:
+                    assert self._semaphore is not None
+                    async with self._semaphore:
+                        await self._processor.process_async(sub, received)
+                except Exception:
+                    logger.exception("processing message %s crashed", received.message_id)
+                finally:
+                    done()
+
+            def on_message(received: ReceivedMessage) -> None:
+                if stopping.is_set():
+                    received.nack()
+                    return
+                with inflight:
+                    self._inflight += 1
+                assert self._loop is not None
+                asyncio.run_coroutine_threadsafe(run_async(received), self._loop)
+
+            return on_message
+
+        process = self._processor.process
+
+        def run_sync(received: ReceivedMessage) -> None:
+            try:
+                process(sub, received)
+            except Exception:
+                logger.exception("processing message %s crashed", received.message_id)
+            finally:
+                done()
+
+        def on_message_sync(received: ReceivedMessage) -> None:
+            if stopping.is_set():
+                received.nack()
+                return
+            with inflight:
+                self._inflight += 1
+            assert self._executor is not None
+            self._executor.submit(run_sync, received)
+
+        return on_message_sync
+
+    # ------------------------------------------------------------ supervision
+    def _supervise(self) -> None:
+        while not self._stopping.wait(0.25):
+            now = time.monotonic()
+            for state in self._states.values():
+                try:
+                    self._check(state, now)
+                except Exception:  # supervision itself must never die
+                    logger.exception("supervising %s failed", state.subscription.name)
+
+    def _check(self, state: StreamState, now: float) -> None:
+        stream = state.stream
+        if state.state == "open" and stream is not None:
+            if not stream.done():
+                if state.failures and now - state.opened_at > HEALTHY_AFTER:
+                    state.failures = 0
+                return
+            error = stream.exception()
+            state.failures += 1
+            state.last_error = f"{type(error).__name__}: {error}" if error else "stream ended"
+            delay = min(RESTART_BACKOFF_MAX, RESTART_BACKOFF_MIN * 2 ** (state.failures - 1))
+            delay *= random.uniform(0.8, 1.2)
+            state.state = "restarting"
+            state.retry_at = now + delay
+            logger.error(
+                "stream for %s failed (%s); restarting in %.1f s (failure %d)",
+                state.subscription.name, state.last_error, delay, state.failures,
+            )
+            try:
+                stream.close(timeout=5)
+            except Exception:
+                logger.debug("closing the failed stream raised", exc_info=True)
+        elif state.state == "restarting" and now >= state.retry_at:
+            try:
+                self._open(state)
+                logger.info("stream for %s restarted", state.subscription.name)
+            except Exception as exc:
+                state.failures += 1
+                state.last_error = f"{type(exc).__name__}: {exc}"
+                delay = min(RESTART_BACKOFF_MAX, RESTART_BACKOFF_MIN * 2 ** (state.failures - 1))
+                state.retry_at = now + delay
+                logger.error(
+                    "restarting %s failed (%s); next try in %.1f s",
+                    state.subscription.name, state.last_error, delay,
+                )
+
+    def status(self) -> dict[str, Any]:
+        """A snapshot of every stream's state, for health probes and the CLI."""
+        return {
+            "started": self.started,
+            "stopping": self._stopping.is_set(),
+            "inflight": self._inflight,
+            "subscriptions": [
+                {
+                    "name": st.subscription.name,
+                    "topic": st.subscription.full_topic,
+                    "state": st.state,
+                    "failures": st.failures,
+                    "last_error": st.last_error,
+                }
+                for st in self._states.values()
+            ],
+        }
+
+    # ---------------------------------------------------------------- stopping
+    def stop(self, timeout: float | None = None) -> bool:
+        """Stop pulling, drain in-flight handlers, close. Idempotent.
+
+        Waits up to ``timeout`` (default ``DRAIN_TIMEOUT``) for handlers already
+        running. Returns True if every one finished; False if some were still
+        running at the deadline (their messages are not acked and Pub/Sub
+        redelivers them once their lease lapses).
+        """
+        with self._lifecycle:
+            if self._stopping.is_set():
+                self._stopped.wait()
+                return True
+            self._stopping.set()
+        if not self.started:
+            self._finish_stop()
+            return True
+        self.middleware.run("pre_worker_stop", self)
+        for state in self._states.values():
+            if state.stream is not None:
+                try:
+                    state.stream.cancel()
+                except Exception:
+                    logger.exception("cancelling the stream of %s failed", state.subscription.name)
+        wait = self.drain_timeout if timeout is None else timeout
+        deadline = time.monotonic() + wait
+        with self._inflight_cond:
+            while self._inflight and (left := deadline - time.monotonic()) > 0:
+                self._inflight_cond.wait(left)
+            abandoned = self._inflight
+        if abandoned:
+            logger.warning(
+                "drain timeout (%.1f s) reached with %d handler(s) still running; their "
+                "messages will be redelivered", wait, abandoned,
+            )
+        for state in self._states.values():
+            if state.stream is not None:
+                try:
+                    state.stream.close(timeout=10)
+                except Exception:
+                    logger.exception("closing the stream of %s failed", state.subscription.name)
+            state.state = "stopped"
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            if self._loop_thread is not None:
+                self._loop_thread.join(5)
+        self._finish_stop()
+        logger.info("worker stopped")
+        self.middleware.run("post_worker_stop", self)
+        return abandoned == 0
+
+    def _finish_stop(self) -> None:
+        if self._owns_transport and self._transport is not None:
+            try:
+                self._transport.close()
+            except Exception:
+                logger.exception("closing the transport failed")
+        self._stopped.set()
+
+    def run_forever(self) -> None:
+        """``setup()``, ``start()``, then block until ``stop()`` is called (from any thread)."""
+        self.setup()
+        self.start()
+        while not self._stopped.wait(1.0):
+            pass
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the worker has stopped; True if it has."""
+        return self._stopped.wait(timeout)
+
+    def __enter__(self) -> Worker:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
