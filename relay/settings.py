@@ -81,6 +81,9 @@ class Settings:
     publisher_blocking: bool = False
     #: Seconds a blocking publish waits before it fails.
     publisher_timeout: float = 3.0
+    #: Seconds the transport keeps retrying one publish (unreachable endpoint,
+    #: transient errors) before its future fails and post_publish_failure fires.
+    publisher_retry_timeout: float = 60.0
     #: Fallback JSON encoder for types relay does not know: a callable
     #: ``obj -> JSON-able`` or a ``json.JSONEncoder`` subclass (Relé's form).
     encoder: Callable[[Any], Any] | None = None
@@ -283,6 +286,7 @@ def _as_number(name: str, value: Any, kind: type, lo: float, hi: float) -> Any:
 _NUMBERS: dict[str, tuple[type, float, float]] = {
     "ack_deadline": (int, 10, 600),
     "publisher_timeout": (float, 0.001, 3600),
+    "publisher_retry_timeout": (float, 0.1, 3600),
     "concurrency": (int, 1, 10_000),
     "flow_max_messages": (int, 1, 1_000_000),
     "flow_max_bytes": (int, 1024, 10 * 1024**3),
