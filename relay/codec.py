@@ -67,7 +67,8 @@ class Codec:
         try:
             return orjson.dumps(data, default=self._default, option=_OPTIONS)
         except orjson.JSONEncodeError as exc:
-            raise TypeError(str(exc)) from exc.__cause__
+            # orjson wraps what ``default`` raised; surface that message, it names the fix.
+            raise TypeError(str(exc.__cause__ or exc)) from exc.__cause__
 
     @staticmethod
     def decode(payload: bytes) -> Any:

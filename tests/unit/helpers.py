@@ -1,0 +1,77 @@
+"""Shared helpers for unit tests: a recording middleware and polling."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from relay import BaseMiddleware
+
+
+class Recorder(BaseMiddleware):
+    """Records every hook call as (hook, details) in order, thread-safely."""
+
+    def __init__(self, name: str = "rec", log: list[tuple[str, str]] | None = None) -> None:
+        self.name = name
+        self.calls: list[tuple[str, Any]] = []
+        self.shared_log = log
+        self._lock = threading.Lock()
+
+    def _add(self, hook: str, detail: Any = None) -> None:
+        with self._lock:
+            self.calls.append((hook, detail))
+            if self.shared_log is not None:
+                self.shared_log.append((self.name, hook))
+
+    def hooks(self, name: str) -> list[Any]:
+        with self._lock:
+            return [d for h, d in self.calls if h == name]
+
+    def setup(self, settings: Any, **kwargs: Any) -> None:
+        self._add("setup", settings)
+
+    def pre_publish(self, message: Any) -> None:
+        self._add("pre_publish", message)
+
+    def post_publish_success(self, message: Any, elapsed: float) -> None:
+        self._add("post_publish_success", message)
+
+    def post_publish_failure(self, message: Any, exception: BaseException, elapsed: float) -> None:
+        self._add("post_publish_failure", (message, exception))
+
+    def pre_process_message(self, subscription: Any, message: Any) -> None:
+        self._add("pre_process_message", message)
+
+    def post_process_message_success(self, subscription: Any, message: Any, outcome: Any) -> None:
+        self._add("post_process_message_success", outcome)
+
+    def post_process_message_failure(self, subscription: Any, message: Any, outcome: Any) -> None:
+        self._add("post_process_message_failure", outcome)
+
+    def post_process_message(self, subscription: Any, message: Any, outcome: Any) -> None:
+        self._add("post_process_message", (message, outcome))
+
+    def pre_worker_start(self, worker: Any) -> None:
+        self._add("pre_worker_start", worker)
+
+    def post_worker_start(self, worker: Any) -> None:
+        self._add("post_worker_start", worker)
+
+    def pre_worker_stop(self, worker: Any) -> None:
+        self._add("pre_worker_stop", worker)
+
+    def post_worker_stop(self, worker: Any) -> None:
+        self._add("post_worker_stop", worker)
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 5.0, interval: float = 0.01) -> Any:
+    """Poll until ``predicate()`` is truthy; fail the test with a message if it never is."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout} s: {predicate}")

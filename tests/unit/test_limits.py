@@ -1,0 +1,75 @@
+import pytest
+
+from relay.errors import ConfigurationError
+from relay.limits import (
+    MAX_PAYLOAD_BYTES,
+    validate_attributes,
+    validate_name,
+    validate_payload,
+)
+
+
+@pytest.mark.parametrize("name", ["abc", "orders.v1", "a-b_c~d%e+f", "A" * 255])
+def test_valid_names_pass(name: str) -> None:
+    assert validate_name(name) == name
+
+
+@pytest.mark.parametrize(
+    ("name", "fragment"),
+    [
+        ("ab", "3 to 255"),
+        ("a" * 256, "3 to 255"),
+        ("1orders", "start with a letter"),
+        ("-orders", "start with a letter"),
+        ("google-things", "goog"),
+        ("GOOGthings", "goog"),
+        ("orders/v1", "'/'"),
+        ("ord ers", "' '"),
+        ("ordér", "'é'"),
+    ],
+)
+def test_invalid_names_name_the_value_and_the_rule(name: str, fragment: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        validate_name(name, "subscription")
+    message = str(info.value)
+    assert repr(name) in message
+    assert fragment in message
+    assert "subscription" in message
+
+
+def test_non_string_name() -> None:
+    with pytest.raises(ConfigurationError, match="must be a string"):
+        validate_name(42)
+
+
+def test_attribute_values_must_be_strings() -> None:
+    with pytest.raises(ConfigurationError, match=r"attribute 'count' has value 3 of type int"):
+        validate_attributes({"count": 3})  # type: ignore[dict-item]
+
+
+def test_too_many_attributes() -> None:
+    with pytest.raises(ConfigurationError, match="101 attributes; Pub/Sub allows at most 100"):
+        validate_attributes({f"k{i}": "v" for i in range(101)})
+    validate_attributes({f"k{i}": "v" for i in range(100)})
+
+
+def test_attribute_key_and_value_sizes() -> None:
+    validate_attributes({"k" * 256: "v" * 1024})
+    with pytest.raises(ConfigurationError, match="257 bytes; the limit is 256"):
+        validate_attributes({"k" * 257: "v"})
+    with pytest.raises(ConfigurationError, match="'big' is 1025 bytes; the limit is 1024"):
+        validate_attributes({"big": "v" * 1025})
+    # bytes, not characters
+    with pytest.raises(ConfigurationError, match="'big' is 1026 bytes"):
+        validate_attributes({"big": "é" * 513})
+
+
+def test_empty_attribute_key() -> None:
+    with pytest.raises(ConfigurationError, match="non-empty string"):
+        validate_attributes({"": "v"})
+
+
+def test_payload_limit() -> None:
+    validate_payload("orders", b"x" * MAX_PAYLOAD_BYTES)
+    with pytest.raises(ConfigurationError, match="'orders' encodes to 10485761 bytes"):
+        validate_payload("orders", b"x" * (MAX_PAYLOAD_BYTES + 1))
