@@ -26,6 +26,7 @@ from typing import Any
 
 from relay.errors import ConfigurationError
 from relay.subscription import RetryPolicy
+from relay.transports.base import FlowControl
 
 ENV_PREFIX = "RELAY_"
 
@@ -155,9 +156,7 @@ class Settings:
         return os.environ.get("PUBSUB_EMULATOR_HOST") or None
 
     @property
-    def flow_control(self) -> Any:
-        from relay.transports.base import FlowControl
-
+    def flow_control(self) -> FlowControl:
         return FlowControl(
             max_messages=self.flow_max_messages,
             max_bytes=self.flow_max_bytes,

@@ -51,23 +51,24 @@ class LoggingMiddleware(BaseMiddleware):
     def post_process_message(
         self, subscription: Subscription, message: Message, outcome: Outcome
     ) -> None:
+        exception = outcome.exception
+        log = self.logger
+        if exception is None and not log.isEnabledFor(logging.INFO):
+            return  # the common production case: nothing to format
+        if isinstance(exception, DecodeError):
+            return  # the worker already logged it, with the message id and payload
         status = outcome.status.value
         extra = self._extra(
             "process", subscription.full_topic, subscription.name, message.id, status,
             outcome.elapsed,
         )
-        if isinstance(outcome.exception, DecodeError):
-            return  # the worker already logged it, with the message id and payload
-        if outcome.exception is not None:
-            self.logger.error(
+        if exception is not None:
+            log.error(
                 "message %s on %s failed (%s) in %.1f ms: %s: %s; payload: %s",
                 message.id, subscription.name, outcome.action.value, outcome.elapsed * 1000,
-                type(outcome.exception).__name__, outcome.exception, message.preview(),
-                extra=extra, exc_info=outcome.exception,
+                type(exception).__name__, exception, message.preview(),
+                extra=extra, exc_info=exception,
             )
-            return
-        log = self.logger
-        if not log.isEnabledFor(logging.INFO):
             return
         if self.verbose:
             log.info(
