@@ -12,7 +12,9 @@ installs signal handlers):
   arguments. One line on stderr, no traceback.
 
 A second SIGINT/SIGTERM while ``run`` is draining abandons the drain: the
-emulator (if any) is stopped and the process exits 1 at once.
+emulator (if any) is stopped and the process exits 1 at once. A SIGINT that was
+ignored when the process started (a worker started with ``&`` by a shell
+script) stays ignored: the terminal's Ctrl-C is the script's to handle.
 
 Settings come from ``--settings MODULE`` (a module holding ``RELAY = {...}``),
 else the module named by ``RELAY_SETTINGS``, else ``RELAY_*`` environment
@@ -120,6 +122,8 @@ class _StopSignals:
 
     def __enter__(self) -> _StopSignals:
         for signum in (signal.SIGINT, signal.SIGTERM):
+            if signum == signal.SIGINT and signal.getsignal(signum) == signal.SIG_IGN:
+                continue  # started in the background by a shell: Ctrl-C is not for us
             self._previous[signum] = signal.signal(signum, self._handle)
         return self
 
@@ -177,6 +181,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                     f"export PUBSUB_EMULATOR_HOST={emulator.address}",
                     flush=True,
                 )
+            if stop.requested.is_set():  # stopped while the emulator was starting
+                return EXIT_OK
             return _run_worker(_with_project(settings), subscriptions, stop)
         except _ForcedExit as exc:
             logger.error("%s", exc)
@@ -193,10 +199,12 @@ def _run_worker(settings: Settings, subscriptions: list[Subscription], stop: _St
     app = relay.configure(settings)  # handlers that publish use the same settings
     worker = app.worker(subscriptions)
     try:
-        worker.setup()
-        worker.start()
-        print(READY, flush=True)
-        stop.wait()
+        if not stop.requested.is_set():
+            worker.setup()
+        if not stop.requested.is_set():  # a signal during provisioning: do not start
+            worker.start()
+            print(READY, flush=True)
+            stop.wait()
     finally:
         worker.stop()
         relay.reset()
@@ -372,6 +380,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILURE
     except KeyboardInterrupt:
         _error("interrupted")
+        # Die of SIGINT, as shells expect, so a script running us stops too.
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
         return 130
     except Exception as exc:
         if args.log_level == "DEBUG":

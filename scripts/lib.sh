@@ -25,8 +25,9 @@ ensure_uv() {
     bootstrap="${XDG_CACHE_HOME:-$HOME/.cache}/relay/uv-bootstrap"
     if [[ ! -x "$user_bin/uv" && ! -x "$bootstrap/bin/uv" ]]; then
         say "uv is not installed: python3 -m pip install --user uv"
-        if ! python3 -m pip install --user --quiet --disable-pip-version-check uv; then
-            say "pip --user was refused; installing uv into a bootstrap virtualenv at $bootstrap"
+        if ! python3 -m pip install --user --quiet --disable-pip-version-check uv 2>/dev/null; then
+            say "pip --user was refused (an externally managed Python?); installing uv into a" \
+                "bootstrap virtualenv at $bootstrap"
             python3 -m venv "$bootstrap" \
                 || fail "cannot create a virtualenv (install python3-venv, or install uv: https://docs.astral.sh/uv/)"
             "$bootstrap/bin/python" -m pip install --quiet --disable-pip-version-check uv \

@@ -103,9 +103,10 @@ grep -E 'created (topic|subscription)|worker consuming' "$LOG" | sed 's/^/      
 # ---------------------------------------------------------------- publishing
 say "publishing 5 messages with relay-cli publish"
 publish() {
-    local id
-    id="$("$CLI" publish --settings settings "$@")" || fail "relay-cli publish $* failed"
-    note "relay-cli publish $*  ->  message id $id"
+    alive "$WORKER_PID" || fail "the worker exited early (see its log below)"
+    "$CLI" publish --settings settings --timeout 20 "$@" >"$WORKDIR/message-id" \
+        || fail "relay-cli publish $* failed"
+    note "relay-cli publish $*  ->  message id $(cat "$WORKDIR/message-id")"
 }
 publish orders '{"id": 1, "email": "ada@example.com", "item": "coffee", "quantity": 2}'
 publish orders '{"id": 2, "email": "alan@example.com", "item": "tea", "quantity": 1}'

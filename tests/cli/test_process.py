@@ -34,16 +34,24 @@ def test_help_does_not_import_google_cloud_pubsub(project: Project) -> None:
     assert result.stdout.strip() == "[]"  # no google.cloud.pubsub_v1, no grpc
 
 
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class Running:
     """``relay-cli ARGS`` started in the background, its output going to a file."""
 
-    def __init__(self, project: Project, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, project: Project, *args: str, env: dict[str, str] | None = None,
+        ignore_sigint: bool = False,
+    ) -> None:
         self.log = project.root / "cli.log"
         with self.log.open("w") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "relay.cli", *args], cwd=project.root,
                 env=project.env(env), stdout=out, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
+                preexec_fn=_ignore_sigint if ignore_sigint else None,
             )
 
     def output(self) -> str:
@@ -88,6 +96,21 @@ def test_run_stops_cleanly_on_a_signal_and_exits_0(project: Project, signum: int
     output = cli.output()
     assert f"{signal.Signals(signum).name} received: stopping gracefully" in output
     assert "worker stopped" in output
+
+
+def test_run_started_with_sigint_ignored_leaves_it_ignored(project: Project) -> None:
+    """Like a worker started with ``&`` by a shell script: the terminal's Ctrl-C is the
+    script's to handle (it stops the worker with SIGTERM)."""
+    project.write("subs.py", SUBS)
+    cli = Running(project, "run", ignore_sigint=True)
+    cli.wait_for("relay-cli: worker running")
+
+    cli.process.send_signal(signal.SIGINT)
+    cli.process.send_signal(signal.SIGTERM)
+
+    assert cli.finish() == 0, cli.output()
+    assert "SIGINT received" not in cli.output()
+    assert "SIGTERM received: stopping gracefully" in cli.output()
 
 
 STUCK = """
