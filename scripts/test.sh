@@ -23,7 +23,7 @@ say "ruff check ${lint_paths[*]}"
 "$UV" run --frozen ruff check "${lint_paths[@]}" || failed+=(ruff)
 say "mypy (strict, config in pyproject.toml)"
 "$UV" run --frozen mypy || failed+=(mypy)
-say "pytest $*"
+say "pytest${*:+ $*}"
 "$UV" run --frozen pytest "$@" || failed+=(pytest)
 
 if (( ${#failed[@]} )); then
