@@ -61,7 +61,7 @@ LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 logger = logging.getLogger("relay.cli")
 
 
-class _ForcedExit(Exception):
+class _ForcedExit(RelayError):
     """Raised in the main thread by a second stop signal."""
 
 
