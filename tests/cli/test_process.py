@@ -63,7 +63,7 @@ class Running:
             if self.process.poll() is not None:
                 pytest.fail(f"relay-cli exited {self.process.returncode}:\n{self.output()}")
             if time.monotonic() > deadline:
-                self.process.kill()
+                self.abort()
                 pytest.fail(f"no {text!r} in relay-cli's output:\n{self.output()}")
             time.sleep(0.05)
 
@@ -71,8 +71,17 @@ class Running:
         try:
             return self.process.wait(timeout)
         except subprocess.TimeoutExpired:
-            self.process.kill()
+            self.abort()
             pytest.fail(f"relay-cli did not exit:\n{self.output()}")
+
+    def abort(self) -> None:
+        """SIGTERM first (so an emulator it started is stopped), SIGKILL as a last resort."""
+        self.process.terminate()
+        try:
+            self.process.wait(15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
 
 
 SUBS = """
