@@ -144,6 +144,7 @@ class MemoryStream(Stream):
         self._flow = flow
         self._cancelled = False
         self._closed = threading.Event()
+        self._close_called = False
         self._error: BaseException | None = None
         self._thread = threading.Thread(
             target=self._run, name=f"relay-memory-{sub.spec.name}", daemon=True
@@ -187,6 +188,7 @@ class MemoryStream(Stream):
     def close(self, timeout: float | None = None) -> None:
         self.cancel()
         self._thread.join(timeout)
+        self._close_called = True
         # Like Pub/Sub, what was delivered but never settled comes back.
         with self._sub.cond:
             for message in list(self._sub.outstanding.values()):
@@ -200,7 +202,10 @@ class MemoryStream(Stream):
                     )
 
     def done(self) -> bool:
-        return self._closed.is_set()
+        # cancel() alone ends the delivery thread but not the stream (the
+        # Worker's supervisor would take that for a failure): ended means
+        # closed, or failed.
+        return self._closed.is_set() and (self._close_called or self._error is not None)
 
     def exception(self) -> BaseException | None:
         return self._error
