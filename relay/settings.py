@@ -222,10 +222,15 @@ def _normalise_keys(mapping: Mapping[str, Any], *, source: str) -> dict[str, Any
     return out
 
 
+#: ``RELAY_*`` variables that are not settings: the settings module to load, and
+#: the emulator launcher ``relay.emulator`` uses.
+_NOT_SETTINGS = frozenset({"RELAY_SETTINGS", "RELAY_EMULATOR_BIN"})
+
+
 def _from_environ(environ: Mapping[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for var, raw in environ.items():
-        if not var.startswith(ENV_PREFIX) or var == "RELAY_SETTINGS":
+        if not var.startswith(ENV_PREFIX) or var in _NOT_SETTINGS:
             continue
         key = var[len(ENV_PREFIX) :]
         if key not in KEYS:
