@@ -9,6 +9,8 @@ from ``RELAY_SETTINGS`` / ``RELAY_*`` environment variables on first use), and
 
 from __future__ import annotations
 
+import atexit
+import logging
 import os
 import threading
 from collections.abc import Iterable, Mapping
@@ -104,6 +106,22 @@ class App:
 
 _app: App | None = None
 _app_lock = threading.Lock()
+logger = logging.getLogger("relay.app")
+
+
+@atexit.register
+def _close_at_exit() -> None:
+    """Flush the process-wide publisher when the interpreter exits.
+
+    Non-blocking publishes are batched in the background; without this, a
+    script that publishes and exits could lose its last messages.
+    """
+    app = _app
+    if app is not None:
+        try:
+            app.close()
+        except Exception:
+            logger.exception("closing relay's process-wide app at exit failed")
 
 
 def configure(
@@ -115,7 +133,9 @@ def configure(
     else:
         built = Settings.load(settings, **overrides)
     app = App(built)
-    set_app(app)
+    previous = set_app(app)
+    if previous is not None:
+        previous.close()
     return app
 
 

@@ -70,7 +70,8 @@ class BaseMiddleware:
 
     # worker lifecycle ---------------------------------------------------------
     def pre_worker_start(self, worker: Worker) -> None:
-        """Before the worker provisions and opens its streams."""
+        """When ``start()`` begins: before it provisions (if ``setup()`` has not run yet)
+        and before any stream opens."""
 
     def post_worker_start(self, worker: Worker) -> None:
         """After every stream is open."""

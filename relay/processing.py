@@ -77,6 +77,15 @@ class Processor:
             return Outcome(Status.FAILURE, Action.NACK, _clock() - started, exception=exc)
         if not passed:
             return Outcome(Status.SKIPPED, Action.ACK, _clock() - started)
+        if sub.data_param in attributes:
+            return Outcome(
+                Status.FAILURE, Action.NACK, _clock() - started,
+                exception=TypeError(
+                    f"message attribute {sub.data_param!r} has the name of the data parameter "
+                    f"of {sub.handler_name}, so it cannot be passed as a keyword: make the "
+                    f"parameter positional-only, def handler({sub.data_param}, /, **attrs)"
+                ),
+            )
         return None
 
     def _finish(
@@ -109,11 +118,11 @@ class Processor:
         if outcome is None:
             try:
                 result = sub._func(message.data, **attributes)
-            except Exception as exc:
-                outcome = Outcome(Status.FAILURE, Action.NACK, _clock() - started, exception=exc)
-            else:
                 if asyncio.iscoroutine(result):  # an async handler reached the sync path
                     result = asyncio.run(result)
+            except BaseException as exc:  # even SystemExit: one message never kills a worker
+                outcome = Outcome(Status.FAILURE, Action.NACK, _clock() - started, exception=exc)
+            else:
                 outcome = Outcome(Status.SUCCESS, Action.ACK, _clock() - started, result=result)
         return self._finish(sub, message, received, outcome)
 
@@ -130,7 +139,7 @@ class Processor:
             except asyncio.CancelledError:
                 received.nack()
                 raise
-            except Exception as exc:
+            except BaseException as exc:
                 outcome = Outcome(Status.FAILURE, Action.NACK, _clock() - started, exception=exc)
             else:
                 outcome = Outcome(Status.SUCCESS, Action.ACK, _clock() - started, result=result)

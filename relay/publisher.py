@@ -108,10 +108,8 @@ class Publisher:
         message = OutgoingMessage(full_topic, data, merged, ordering_key, payload)
         chain = self.middleware
         if chain.has("pre_publish"):
-            before = len(merged)
             chain.run("pre_publish", message)
-            if len(message.attributes) != before:
-                validate_attributes(message.attributes)
+            validate_attributes(message.attributes)  # what middleware added counts too
 
         started = time.perf_counter()
         settled = _Settled()
@@ -125,7 +123,7 @@ class Publisher:
         wait = settings.publisher_timeout if timeout is None else timeout
         try:
             future.result(timeout=wait)
-        except BaseException as exc:
+        except Exception as exc:
             error: BaseException = exc
             if isinstance(exc, FutureTimeoutError):
                 error = TimeoutError(
@@ -146,6 +144,8 @@ class Publisher:
                 message.topic, message.payload, message.attributes,
                 ordering_key=message.ordering_key,
             )
+        except ConfigurationError:
+            raise  # bad settings or input: the caller must see it now, not in a future
         except Exception as exc:  # a transport that raises instead of failing the future
             failed: Future[str] = Future()
             failed.set_exception(exc)

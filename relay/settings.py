@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from relay.errors import ConfigurationError
-from relay.subscription import RetryPolicy
+from relay.subscription import RetryPolicy, check_filter
 from relay.transports.base import FlowControl
 
 ENV_PREFIX = "RELAY_"
@@ -40,6 +40,8 @@ RENAMED_KEYS = {
         "PUBSUB_EMULATOR_HOST in the environment (relay uses the emulator whenever it is set)"
     ),
     "DJANGO_SETTINGS_MODULE": "nothing: relay reads Django settings through Settings.from_object",
+    "ENCODER_PATH": "ENCODER (a dotted path or a callable)",
+    "APP_NAME": "SUB_PREFIX (the default subscription-name prefix)",
 }
 
 
@@ -215,9 +217,10 @@ def _normalise_keys(mapping: Mapping[str, Any], *, source: str) -> dict[str, Any
                 f"unknown setting {key!r} in {source}: relay replaces it with {RENAMED_KEYS[upper]}"
             )
         close = [k for k in KEYS if upper[:6] and k.startswith(upper[:6])]
-        hint = f"; did you mean {close[0]}?" if close else ""
+        hint = f" (did you mean {close[0]}?)" if close else ""
         raise ConfigurationError(
-            f"unknown setting {key!r} in {source}{hint} Known settings: {', '.join(sorted(KEYS))}"
+            f"unknown setting {key!r} in {source}{hint}; known settings: "
+            f"{', '.join(sorted(KEYS))}"
         )
     return out
 
@@ -323,6 +326,7 @@ def _coerce(name: str, value: Any) -> Any:
             for item in items:
                 if not callable(item):
                     raise ConfigurationError(f"{key}: {item!r} is not callable")
+                check_filter(item, key)
         if name == "gc_storage_regions":
             for item in items:
                 if not isinstance(item, str) or not item:
@@ -346,8 +350,15 @@ def _coerce(name: str, value: Any) -> Any:
         if value is not None and not isinstance(value, str):
             raise ConfigurationError(f"{key}: expected a string, got {value!r}")
         return value or None
-    if name in ("sub_prefix", "topic_prefix", "transport"):
-        if value is None and name != "transport":
+    if name == "transport":
+        if not isinstance(value, str) or not (value in ("pubsub", "memory") or "." in value):
+            raise ConfigurationError(
+                f"TRANSPORT: {value!r}; expected 'pubsub', 'memory' or a dotted path to a "
+                "Transport class"
+            )
+        return value
+    if name in ("sub_prefix", "topic_prefix"):
+        if value is None:
             return ""
         if not isinstance(value, str):
             raise ConfigurationError(f"{key}: expected a string, got {value!r}")
@@ -362,11 +373,16 @@ def _coerce_retry_policy(value: Any) -> RetryPolicy | None:
         if value.strip().lower() in ("", "none", "off"):
             return None
         parts = value.split(",")
-        if len(parts) != 2:
+        try:
+            if len(parts) != 2:
+                raise ValueError
+            low, high = float(parts[0]), float(parts[1])
+        except ValueError:
             raise ConfigurationError(
-                f"DEFAULT_RETRY_POLICY: {value!r}; expected 'MIN,MAX' seconds, e.g. '10,600'"
-            )
-        return RetryPolicy(float(parts[0]), float(parts[1]))
+                f"DEFAULT_RETRY_POLICY: {value!r}; expected 'MIN,MAX' seconds, e.g. '10,600', "
+                "or 'none'"
+            ) from None
+        return RetryPolicy(low, high)
     if isinstance(value, Mapping):
         try:
             return RetryPolicy(**value)

@@ -57,15 +57,19 @@ def _describe(func: Any) -> str:
     return f"{module}.{qualname}"
 
 
-def _check_handler(func: Any) -> bool:
-    """Validate ``fn(data, **attributes)``; return whether it is ``async def``."""
+def _check_handler(func: Any) -> tuple[bool, str | None]:
+    """Validate ``fn(data, **attributes)``.
+
+    Returns whether it is ``async def`` and the name of the data parameter if an
+    attribute of that name would collide with it (None when it is positional-only).
+    """
     if not callable(func):
         raise ConfigurationError(f"@sub needs a function, got {func!r}")
     target = func.__call__ if not inspect.isroutine(func) and not inspect.isclass(func) else func
     try:
         sig = inspect.signature(func)
     except (TypeError, ValueError):  # builtins without signatures: trust them
-        return False
+        return False, None
     params = list(sig.parameters.values())
     name = _describe(func)
     positional = [
@@ -94,7 +98,10 @@ def _check_handler(func: Any) -> bool:
             f"as a keyword argument, so declare it as def "
             f"{getattr(func, '__name__', 'handler')}(data, **attrs)"
         )
-    return asyncio.iscoroutinefunction(func) or asyncio.iscoroutinefunction(target)
+    is_async = asyncio.iscoroutinefunction(func) or asyncio.iscoroutinefunction(target)
+    first = positional[0] if positional else None
+    data_param = first.name if first and first.kind is first.POSITIONAL_OR_KEYWORD else None
+    return is_async, data_param
 
 
 def _as_filters(filter_by: Filter | Sequence[Filter] | None, owner: str) -> tuple[Filter, ...]:
@@ -108,7 +115,28 @@ def _as_filters(filter_by: Filter | Sequence[Filter] | None, owner: str) -> tupl
                 f"filter_by of {owner} must be a callable or a list of callables taking "
                 f"**attributes and returning bool; got {f!r}"
             )
+        check_filter(f, f"filter_by of {owner}")
     return out
+
+
+def check_filter(f: Callable[..., Any], owner: str) -> None:
+    """A filter is called as ``f(**attributes)``: it must take ``**kwargs``."""
+    try:
+        params = inspect.signature(f).parameters.values()
+    except (TypeError, ValueError):
+        return
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        required = [
+            p.name for p in params
+            if p.default is p.empty and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+        ]
+        if not required:
+            return
+    raise ConfigurationError(
+        f"{owner}: {_describe(f)} cannot be called as f(**attributes), which is how relay "
+        "calls filters (the form Relé documents); write it as lambda **attrs: "
+        "attrs.get('type') == 'x'"
+    )
 
 
 class Subscription:
@@ -132,7 +160,7 @@ class Subscription:
         topic_prefix: str = "",
     ) -> None:
         self._func = func
-        self.is_async = _check_handler(func)
+        self.is_async, self.data_param = _check_handler(func)
         self.handler_name = _describe(func)
         self.topic = validate_name(topic, "topic")
         self.prefix = prefix

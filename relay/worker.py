@@ -23,11 +23,11 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from relay.codec import Codec
+from relay.executor import HandlerPool
 from relay.middleware import MiddlewareChain
 from relay.processing import Processor
 from relay.settings import Settings
@@ -47,6 +47,10 @@ RESTART_BACKOFF_MIN = 1.0
 RESTART_BACKOFF_MAX = 60.0
 #: A restarted stream that stays up this long resets its backoff.
 HEALTHY_AFTER = 30.0
+
+
+def _nack_queued(received: ReceivedMessage) -> None:
+    received.nack()
 
 
 @dataclass
@@ -88,7 +92,7 @@ class Worker:
             self.middleware, Codec(self.settings.encoder), self.settings.filter_subs_by
         )
         self._states = {s.name: StreamState(s) for s in self.subscriptions}
-        self._executor: ThreadPoolExecutor | None = None
+        self._executor: HandlerPool | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: threading.Thread | None = None
         self._semaphore: asyncio.Semaphore | None = None
@@ -97,6 +101,7 @@ class Worker:
         self._inflight_cond = threading.Condition()
         self._stopping = threading.Event()
         self._stopped = threading.Event()
+        self._drained = True
         self._lifecycle = threading.Lock()
         self.provisioned: list[ProvisionResult] = []
         self.started = False
@@ -145,12 +150,10 @@ class Worker:
         with self._lifecycle:
             if self.started:
                 return
+            self.middleware.run("pre_worker_start", self)
             if not self.provisioned:
                 self.setup()
-            self.middleware.run("pre_worker_start", self)
-            self._executor = ThreadPoolExecutor(
-                max_workers=self.concurrency, thread_name_prefix="relay-handler"
-            )
+            self._executor = HandlerPool(self.concurrency)
             if any(s.is_async for s in self.subscriptions):
                 self._start_loop()
             for state in self._states.values():
@@ -316,13 +319,15 @@ class Worker:
 
         Waits up to ``timeout`` (default ``DRAIN_TIMEOUT``) for handlers already
         running. Returns True if every one finished; False if some were still
-        running at the deadline (their messages are not acked and Pub/Sub
-        redelivers them once their lease lapses).
+        running at the deadline: messages still queued are nacked, and those whose
+        handlers are still running are left unsettled, so Pub/Sub redelivers them
+        once their lease lapses (the handler threads are daemons and do not hold
+        the process open).
         """
         with self._lifecycle:
             if self._stopping.is_set():
                 self._stopped.wait()
-                return True
+                return self._drained
             self._stopping.set()
         if not self.started:
             self._finish_stop()
@@ -340,7 +345,13 @@ class Worker:
             while self._inflight and (left := deadline - time.monotonic()) > 0:
                 self._inflight_cond.wait(left)
             abandoned = self._inflight
-        if abandoned:
+        self._drained = abandoned == 0
+        if self._executor is not None:
+            # Messages still queued after a timed-out drain are nacked (before the
+            # streams close, so the nacks are sent) and Pub/Sub redelivers them
+            # promptly; handlers still running are abandoned to their lease.
+            abandoned -= self._executor.shutdown(discard=_nack_queued)
+        if not self._drained:
             logger.warning(
                 "drain timeout (%.1f s) reached with %d handler(s) still running; their "
                 "messages will be redelivered", wait, abandoned,
@@ -352,8 +363,6 @@ class Worker:
                 except Exception:
                     logger.exception("closing the stream of %s failed", state.subscription.name)
             state.state = "stopped"
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._loop.stop)
             if self._loop_thread is not None:
@@ -361,7 +370,7 @@ class Worker:
         self._finish_stop()
         logger.info("worker stopped")
         self.middleware.run("post_worker_stop", self)
-        return abandoned == 0
+        return self._drained
 
     def _finish_stop(self) -> None:
         if self._owns_transport and self._transport is not None:
@@ -372,8 +381,7 @@ class Worker:
         self._stopped.set()
 
     def run_forever(self) -> None:
-        """``setup()``, ``start()``, then block until ``stop()`` is called (from any thread)."""
-        self.setup()
+        """``start()`` (which provisions), then block until ``stop()`` is called."""
         self.start()
         while not self._stopped.wait(1.0):
             pass
