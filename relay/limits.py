@@ -17,6 +17,10 @@ MAX_ATTRIBUTES = 100
 MAX_ATTRIBUTE_KEY_BYTES = 256
 MAX_ATTRIBUTE_VALUE_BYTES = 1024
 MAX_PAYLOAD_BYTES = 10 * 1024 * 1024
+#: Attribute names google-cloud-pubsub's ``publish(topic, data, ordering_key, retry,
+#: timeout, **attrs)`` cannot carry, because they are its own parameter names.
+#: Checked for every transport, so tests on the memory transport fail the same way.
+UNSENDABLE_ATTRIBUTES = frozenset({"self", "topic", "data", "ordering_key", "retry", "timeout"})
 #: Pub/Sub's resource-name rule: a letter, then letters, digits and - . _ ~ % +.
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9\-._~%+]{2,254}")
 
@@ -44,6 +48,12 @@ def validate_attributes(attributes: Mapping[str, object]) -> None:
     if len(attributes) > MAX_ATTRIBUTES:
         raise ConfigurationError(
             f"a message has {len(attributes)} attributes; Pub/Sub allows at most {MAX_ATTRIBUTES}"
+        )
+    clash = UNSENDABLE_ATTRIBUTES.intersection(attributes)
+    if clash:
+        raise ConfigurationError(
+            f"attribute name(s) {', '.join(sorted(clash))} cannot be sent: google-cloud-pubsub's "
+            "publish() takes those names as its own parameters; rename the attribute(s)"
         )
     for key, value in attributes.items():
         if not isinstance(key, str) or not key:

@@ -90,8 +90,12 @@ class Publisher:
 
         ``topic``, ``data``, ``ordering_key``, ``blocking``, ``timeout``, ``attrs``
         and ``raise_exception`` are reserved: pass attributes with those names
-        in ``attrs={...}``. A ``published_at`` attribute (epoch seconds, as Relé
-        sets it) is added unless present.
+        in ``attrs={...}`` (that works for ``blocking``, ``attrs`` and
+        ``raise_exception``; attributes named ``topic``, ``data``,
+        ``ordering_key``, ``retry``, ``timeout`` or ``self`` cannot be sent
+        through google-cloud-pubsub at all and are rejected up front, see
+        ``relay.limits.UNSENDABLE_ATTRIBUTES``). A ``published_at`` attribute
+        (epoch seconds, as Relé sets it) is added unless present.
         """
         settings = self.settings
         full_topic = validate_name(settings.topic_prefix + topic, "topic")

@@ -83,15 +83,21 @@ def test_publish_to_a_missing_topic_fails_with_not_found(harness, recorder, uniq
     assert len(recorder.events("post_publish_failure")) == 1
 
 
-def test_attribute_names_google_reserves_fail_clearly(harness, recorder, unique_name):
+@pytest.mark.parametrize("name", ["topic", "data", "ordering_key", "retry", "timeout", "self"])
+def test_attribute_names_google_reserves_fail_before_sending(
+    harness, recorder, unique_name, name
+):
     # google-cloud-pubsub's publish(topic, data, ordering_key, retry, timeout,
-    # **attrs) cannot carry attributes with those names.
+    # **attrs) cannot carry attributes with those names: relay says so up front,
+    # for blocking and non-blocking publishes alike, and fires no publish hooks.
     topic = unique_name("reserved")
     harness.transport.ensure_topic(topic)
-    with pytest.raises(relay.PublishError) as raised:
-        harness.publisher.publish(topic, {}, attrs={"topic": "x"}, blocking=True, timeout=10)
-    assert isinstance(raised.value.cause, relay.TransportError)
-    assert "topic" in str(raised.value.cause) and "rename" in str(raised.value.cause)
+    for blocking in (True, False):
+        with pytest.raises(relay.ConfigurationError) as raised:
+            harness.publisher.publish(topic, {}, attrs={name: "x"}, blocking=blocking)
+        assert repr(name)[1:-1] in str(raised.value) and "rename" in str(raised.value)
+    assert recorder.events("post_publish_failure") == []
+    assert recorder.events("post_publish_success") == []
 
 
 def test_close_flushes_batched_publishes(make_harness, unique_name, wait_for):

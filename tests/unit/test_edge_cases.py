@@ -99,14 +99,14 @@ def test_handler_raising_system_exit_is_a_nacked_failure_not_a_dead_worker() -> 
 
 def test_attribute_named_like_the_data_parameter_gets_a_clear_error() -> None:
     @sub(topic="orders")
-    def handler(data: Any, **attrs: Any) -> None: ...
+    def handler(payload: Any, **attrs: Any) -> None: ...
 
     @sub(topic="orders", suffix="posonly")
-    def positional_only(data: Any, /, **attrs: Any) -> Any:
-        return attrs["data"]
+    def positional_only(payload: Any, /, **attrs: Any) -> Any:
+        return attrs["payload"]
 
     with relay.testing.memory_app() as env:
-        relay.publish("orders", {}, attrs={"data": "x"})
+        relay.publish("orders", {}, payload="x")
         [outcome] = env.deliver([handler], raise_errors=False)
         assert outcome.status is Status.FAILURE
         assert "make the parameter positional-only" in str(outcome.exception)
@@ -144,6 +144,14 @@ def test_relay_emulator_bin_is_not_a_setting() -> None:
 class AddsBadAttribute(BaseMiddleware):
     def pre_publish(self, message: OutgoingMessage) -> None:
         message.attributes["kind"] = "x" * 2000
+
+
+@pytest.mark.parametrize("name", ["topic", "data", "ordering_key", "retry", "timeout", "self"])
+def test_attribute_names_google_cannot_send_are_rejected_on_every_transport(name: str) -> None:
+    with relay.testing.memory_app() as env:
+        with pytest.raises(ConfigurationError, match=f"{name} cannot be sent"):
+            relay.publish("orders", {}, attrs={name: "x"})
+        assert env.published == []
 
 
 def test_attributes_added_by_middleware_are_validated() -> None:

@@ -42,9 +42,12 @@ def test_publish_encodes_adds_published_at_and_fires_hooks() -> None:
 
 def test_attrs_mapping_is_the_escape_hatch_for_reserved_names() -> None:
     pub, _, transport = make()
-    pub.publish("orders", {}, attrs={"timeout": "5", "topic": "x"}, other="y").result(1)
+    pub.publish(
+        "orders", {}, attrs={"blocking": "yes", "raise_exception": "no"}, other="y"
+    ).result(1)
     attrs = transport.published[0].attributes
-    assert attrs["timeout"] == "5" and attrs["topic"] == "x" and attrs["other"] == "y"
+    assert attrs["blocking"] == "yes" and attrs["raise_exception"] == "no"
+    assert attrs["other"] == "y"
     assert {"timeout", "blocking", "ordering_key", "attrs", "topic"} <= relay.RESERVED_NAMES
 
 
