@@ -159,9 +159,9 @@ def relay_revision() -> str:
                                  check=False, cwd=ROOT)
         except (OSError, subprocess.SubprocessError):
             return ""
-        return out.stdout.strip()
+        return out.stdout.rstrip()  # keep porcelain's leading status columns
 
-    head = git("rev-parse", "--short", "HEAD") or "unknown"
+    head = git("rev-parse", "--short", "HEAD").strip() or "unknown"
     dirty = [line[3:] for line in git("status", "--porcelain", "--", "relay").splitlines()]
     if not dirty:
         return f"commit {head}"
