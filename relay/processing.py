@@ -69,14 +69,15 @@ class Processor:
                 message.id, sub.name, exc, message.preview(),
             )
             return Outcome(Status.FAILURE, Action.ACK, _clock() - started, exception=exc)
-        try:
-            passed = all(f(**attributes) for f in self._global_filters) and (
-                not sub.filters or sub.accepts(attributes)
-            )
-        except Exception as exc:
-            return Outcome(Status.FAILURE, Action.NACK, _clock() - started, exception=exc)
-        if not passed:
-            return Outcome(Status.SKIPPED, Action.ACK, _clock() - started)
+        if self._global_filters or sub.filters:
+            try:
+                passed = all(f(**attributes) for f in self._global_filters) and sub.accepts(
+                    attributes
+                )
+            except Exception as exc:
+                return Outcome(Status.FAILURE, Action.NACK, _clock() - started, exception=exc)
+            if not passed:
+                return Outcome(Status.SKIPPED, Action.ACK, _clock() - started)
         if sub.data_param in attributes:
             return Outcome(
                 Status.FAILURE, Action.NACK, _clock() - started,
@@ -118,7 +119,7 @@ class Processor:
         if outcome is None:
             try:
                 result = sub._func(message.data, **attributes)
-                if asyncio.iscoroutine(result):  # an async handler reached the sync path
+                if result is not None and asyncio.iscoroutine(result):  # async on the sync path
                     result = asyncio.run(result)
             except BaseException as exc:  # even SystemExit: one message never kills a worker
                 outcome = Outcome(Status.FAILURE, Action.NACK, _clock() - started, exception=exc)

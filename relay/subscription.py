@@ -189,19 +189,23 @@ class Subscription:
                 "whole number of seconds from 10 to 600"
             )
         self.ack_deadline = ack_deadline
+        self._set_names()
+
+    def _set_names(self) -> None:
+        # Computed once: the worker reads them for every message it logs.
+        self.full_topic = f"{self.topic_prefix}{self.topic}"
+        self.name = "-".join(
+            part for part in (self.prefix or "", self.full_topic, self.suffix) if part
+        )
+        validate_name(self.full_topic, "topic")
         validate_name(self.name, "subscription")
 
+    #: The topic name on Pub/Sub, with ``TOPIC_PREFIX`` applied.
+    full_topic: str
+    #: The subscription name on Pub/Sub: ``prefix-topic-suffix``.
+    name: str
+
     # --------------------------------------------------------------- naming
-    @property
-    def full_topic(self) -> str:
-        """The topic name on Pub/Sub, with ``TOPIC_PREFIX`` applied."""
-        return f"{self.topic_prefix}{self.topic}"
-
-    @property
-    def name(self) -> str:
-        """The subscription name on Pub/Sub: ``prefix-topic-suffix``."""
-        return "-".join(part for part in (self.prefix or "", self.full_topic, self.suffix) if part)
-
     def resolve(self, settings: Settings) -> Subscription:
         """A copy with the settings' ``SUB_PREFIX`` and ``TOPIC_PREFIX`` applied."""
         clone = object.__new__(type(self))
@@ -209,8 +213,7 @@ class Subscription:
         if self.prefix is None:
             clone.prefix = settings.sub_prefix
         clone.topic_prefix = settings.topic_prefix
-        validate_name(clone.full_topic, "topic")
-        validate_name(clone.name, "subscription")
+        clone._set_names()
         return clone
 
     # --------------------------------------------------------------- running
