@@ -10,7 +10,9 @@ Contract every transport honours (``tests/transports/test_contract.py`` runs the
 same checks against the memory transport and the Pub/Sub emulator):
 
 * ``publish`` never blocks on the network; it returns a future resolved with the
-  server-assigned message id, or with the exception that made it fail.
+  server-assigned message id, or with the exception that made it fail. Only a
+  configuration problem (say, credentials that cannot be loaded) is raised by
+  ``publish`` itself, as ``ConfigurationError``.
 * ``subscribe`` starts delivering in the background and returns at once. The
   ``on_message`` callback is invoked on a transport thread and must return
   quickly: the Worker hands the message to its own executor. Each message is

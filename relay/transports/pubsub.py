@@ -78,10 +78,6 @@ _RETRYABLE_PUBLISH_ERRORS = (
     gexc.Unknown,
 )
 
-#: Keyword parameters of google's ``PublisherClient.publish``: attributes with
-#: these names cannot be passed through it.
-
-
 #: ``ProvisionResult.changed`` uses relay's spec field names; the field mask
 #: uses Pub/Sub's.
 _FIELD_MASK_PATHS = {
@@ -389,6 +385,8 @@ class PubSubTransport(Transport):
                 timeout=self._publish_timeout,
                 **attributes,
             )
+        except ConfigurationError:
+            raise  # e.g. no credentials: the caller must see it now, not in a future
         except Exception as exc:
             failed: Future[str] = Future()
             failed.set_exception(exc)

@@ -20,6 +20,14 @@ def no_emulator(monkeypatch):
     monkeypatch.delenv("PUBSUB_EMULATOR_HOST", raising=False)
 
 
+class _Hooks(relay.BaseMiddleware):
+    def __init__(self) -> None:
+        self.failures: list[BaseException] = []
+
+    def post_publish_failure(self, message, exception, elapsed):
+        self.failures.append(exception)
+
+
 def _transport(**settings) -> PubSubTransport:
     return PubSubTransport(relay.Settings.load(gc_project_id="relay-tests", **settings))
 
@@ -49,9 +57,17 @@ def test_invalid_credentials_json_names_the_setting(no_emulator):
     transport = _transport(gc_credentials_json=json.dumps({"type": "service_account"}))
     with pytest.raises(relay.ConfigurationError, match="GC_CREDENTIALS_JSON"):
         transport.ensure_topic("orders")
-    # publish() never raises: the error is in its future.
-    future = transport.publish("orders", b"{}", {})
-    assert isinstance(future.exception(timeout=1), relay.ConfigurationError)
+    # A configuration error is raised by publish() itself, not hidden in a future,
+    # so `relay-cli publish` exits 2 and no publish hook fires.
+    with pytest.raises(relay.ConfigurationError, match="GC_CREDENTIALS_JSON"):
+        transport.publish("orders", b"{}", {})
+    recorder = _Hooks()
+    publisher = relay.Publisher(
+        transport, settings=transport.settings, middleware=relay.MiddlewareChain([recorder])
+    )
+    with pytest.raises(relay.ConfigurationError, match="GC_CREDENTIALS_JSON"):
+        publisher.publish("orders", {"n": 1})
+    assert recorder.failures == []
 
 
 def test_missing_application_default_credentials_say_how_to_fix(no_emulator, monkeypatch, tmp_path):
