@@ -171,7 +171,8 @@ def test_a_bad_declaration_points_at_the_users_line(project: Project) -> None:
     with pytest.raises(ConfigurationError) as info:
         discover(project.root)
 
-    assert "subs.py:4" in str(info.value)
+    # The decorator's line (Python 3.11+) or the def's (3.10): the user's declaration.
+    assert "subs.py:4" in str(info.value) or "subs.py:5" in str(info.value)
     assert "does not accept **kwargs" in str(info.value)
 
 
