@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from relay import BaseMiddleware
+from relay import BaseMiddleware, Settings
 
 
 class Recorder(BaseMiddleware):
@@ -75,3 +75,8 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 5.0, interval: float
             return value
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout} s: {predicate}")
+
+
+def settings(**kw: Any) -> Settings:
+    """Settings for a test: no environment, a fixed project id, ``kw`` on top."""
+    return Settings.load(environ={}, gc_project_id="relay-test", **kw)

@@ -23,11 +23,7 @@ from relay import (
 from relay.message import OutgoingMessage
 from relay.transports.memory import MemoryTransport
 
-from .helpers import Recorder, wait_for
-
-
-def settings(**kw: Any) -> Settings:
-    return Settings.load(environ={}, gc_project_id="relay-test", **kw)
+from .helpers import Recorder, settings, wait_for
 
 
 def test_timed_out_drain_nacks_queued_messages_and_reports_it_twice() -> None:

@@ -14,7 +14,6 @@ from relay import (
     DecodeError,
     MiddlewareChain,
     RetryPolicy,
-    Settings,
     Status,
     Worker,
     sub,
@@ -23,11 +22,7 @@ from relay.contrib.unrecoverable import UnrecoverableError, UnrecoverableMiddlew
 from relay.transports.base import ProvisionAction
 from relay.transports.memory import MemoryTransport
 
-from .helpers import Recorder, wait_for
-
-
-def settings(**kw: Any) -> Settings:
-    return Settings.load(environ={}, gc_project_id="relay-test", **kw)
+from .helpers import Recorder, settings, wait_for
 
 
 def worker_for(subs: list[Any], *middleware: Any, **kw: Any) -> tuple[Worker, MemoryTransport]:
