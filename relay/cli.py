@@ -138,25 +138,19 @@ class _StopSignals:
 
 @contextlib.contextmanager
 def _emulator(port: int | None) -> Iterator[Emulator]:
-    """Run the emulator for the block, with PUBSUB_EMULATOR_HOST pointing at it."""
-    from relay.emulator import Emulator
+    """Run the emulator for the block, with PUBSUB_EMULATOR_HOST pointing at it.
 
-    emulator = Emulator(port=port)
-    previous = os.environ.get("PUBSUB_EMULATOR_HOST")
-    try:
-        logger.info("starting the Pub/Sub emulator on %s", emulator.address)
-        emulator.start()
-        os.environ["PUBSUB_EMULATOR_HOST"] = emulator.address
-        yield emulator
-    finally:
-        # Registered before start(): even a start interrupted half-way leaves no Java behind.
-        if emulator.pid is not None:
+    ``Emulator.start()`` stops the process itself if it is interrupted half-way,
+    so no Java is left behind whatever happens.
+    """
+    from relay.emulator import running_emulator
+
+    logger.info("starting the Pub/Sub emulator")
+    with running_emulator(port) as emulator:
+        try:
+            yield emulator
+        finally:
             logger.info("stopping the Pub/Sub emulator (pid %s)", emulator.pid)
-        emulator.stop()
-        if previous is None:
-            os.environ.pop("PUBSUB_EMULATOR_HOST", None)
-        else:
-            os.environ["PUBSUB_EMULATOR_HOST"] = previous
 
 
 # -------------------------------------------------------------------- commands

@@ -92,6 +92,16 @@ class Emulator:
         return self.process.pid if self.process else None
 
     def start(self) -> Emulator:
+        """Launch the server and wait until it listens; on any failure or
+        interruption (Ctrl-C while waiting), the process is stopped before the
+        error propagates, so no Java is ever left behind."""
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> Emulator:
         launcher = find_launcher()
         data_dir = tempfile.mkdtemp(prefix="relay-emulator-data-")
         self.process = subprocess.Popen(
@@ -109,7 +119,6 @@ class Emulator:
             if self._ready():
                 return self
             time.sleep(0.1)
-        self.stop()
         raise EmulatorError(
             f"the emulator did not listen on {self.address} within {self.startup_timeout} s; "
             f"its log: {self.log_tail()}"

@@ -94,10 +94,6 @@ class Outcome:
     result: Any = None
     exception: BaseException | None = None
 
-    @property
-    def ok(self) -> bool:
-        return self.status is not Status.FAILURE
-
 
 @dataclass
 class OutgoingMessage:

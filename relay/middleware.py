@@ -161,12 +161,6 @@ class MiddlewareChain:
                 owner = type(getattr(fn, "__self__", fn)).__qualname__
                 logger.exception("middleware %s.%s raised; ignored", owner, hook)
 
-    def find(self, kind: type[BaseMiddleware]) -> BaseMiddleware | None:
-        for m in self.middleware:
-            if isinstance(m, kind):
-                return m
-        return None
-
     def __iter__(self) -> Any:
         return iter(self.middleware)
 

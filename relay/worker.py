@@ -266,13 +266,8 @@ class Worker:
                 if state.failures and now - state.opened_at > HEALTHY_AFTER:
                     state.failures = 0
                 return
-            error = stream.exception()
-            state.failures += 1
-            state.last_error = f"{type(error).__name__}: {error}" if error else "stream ended"
-            delay = min(RESTART_BACKOFF_MAX, RESTART_BACKOFF_MIN * 2 ** (state.failures - 1))
-            delay *= random.uniform(0.8, 1.2)
+            delay = self._failed(state, stream.exception(), now)
             state.state = "restarting"
-            state.retry_at = now + delay
             logger.error(
                 "stream for %s failed (%s); restarting in %.1f s (failure %d)",
                 state.subscription.name, state.last_error, delay, state.failures,
@@ -286,14 +281,21 @@ class Worker:
                 self._open(state)
                 logger.info("stream for %s restarted", state.subscription.name)
             except Exception as exc:
-                state.failures += 1
-                state.last_error = f"{type(exc).__name__}: {exc}"
-                delay = min(RESTART_BACKOFF_MAX, RESTART_BACKOFF_MIN * 2 ** (state.failures - 1))
-                state.retry_at = now + delay
+                delay = self._failed(state, exc, now)
                 logger.error(
                     "restarting %s failed (%s); next try in %.1f s",
                     state.subscription.name, state.last_error, delay,
                 )
+
+    @staticmethod
+    def _failed(state: StreamState, error: BaseException | None, now: float) -> float:
+        """Count a failure, record it, and schedule the next try with jittered backoff."""
+        state.failures += 1
+        state.last_error = f"{type(error).__name__}: {error}" if error else "stream ended"
+        delay = min(RESTART_BACKOFF_MAX, RESTART_BACKOFF_MIN * 2.0 ** (state.failures - 1))
+        delay *= random.uniform(0.8, 1.2)
+        state.retry_at = now + delay
+        return delay
 
     def status(self) -> dict[str, Any]:
         """A snapshot of every stream's state, for health probes and the CLI."""

@@ -18,7 +18,7 @@ import heapq
 import itertools
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -64,7 +64,7 @@ class MemoryMessage(ReceivedMessage):
         self,
         record: PublishedRecord,
         delivery_attempt: int | None = 1,
-        settle: _Settle | None = None,
+        settle: Callable[[MemoryMessage, str], None] | None = None,
     ) -> None:
         self.data = record.data
         self.attributes = dict(record.attributes)
@@ -90,13 +90,8 @@ class MemoryMessage(ReceivedMessage):
             self._settle(self, how)
 
 
-class _Settle:
-    def __call__(self, message: MemoryMessage, how: str) -> None:  # pragma: no cover
-        raise NotImplementedError
-
-
 @dataclass
-class _Sub(_Settle):
+class _Sub:
     spec: SubscriptionSpec
     transport: MemoryTransport
     cond: threading.Condition = field(default_factory=threading.Condition)
