@@ -106,6 +106,14 @@ class Settings:
     drain_timeout: float = 30.0
     #: Which transport to use: "pubsub", "memory", or a dotted path to a class.
     transport: str = "pubsub"
+    #: Port for the worker's /livez and /readyz HTTP probes; None: no server.
+    health_port: int | None = None
+    #: Address the probe server binds (loopback unless you say otherwise).
+    health_host: str = "127.0.0.1"
+    #: Seconds a stream may stay failed or disconnected before /livez fails.
+    health_failure_threshold: float = 120.0
+    #: Log output of relay-cli: "text" (human-readable) or "json" (one object per line).
+    log_format: str = "text"
 
     # ----------------------------------------------------------------- loading
     @classmethod
@@ -299,6 +307,7 @@ _NUMBERS: dict[str, tuple[type, float, float]] = {
     "flow_max_bytes": (int, 1024, 10 * 1024**3),
     "flow_max_lease_duration": (float, 10, 7 * 24 * 3600),
     "drain_timeout": (float, 0, 3600),
+    "health_failure_threshold": (float, 1, 24 * 3600),
 }
 
 
@@ -356,6 +365,18 @@ def _coerce(name: str, value: Any) -> Any:
                 f"TRANSPORT: {value!r}; expected 'pubsub', 'memory' or a dotted path to a "
                 "Transport class"
             )
+        return value
+    if name == "health_port":
+        if value is None or value == "":
+            return None
+        return _as_number(name, value, int, 0, 65535)
+    if name == "log_format":
+        if value not in ("text", "json"):
+            raise ConfigurationError(f"LOG_FORMAT: {value!r}; expected 'text' or 'json'")
+        return value
+    if name == "health_host":
+        if not isinstance(value, str) or not value:
+            raise ConfigurationError(f"HEALTH_HOST: expected an address, got {value!r}")
         return value
     if name in ("sub_prefix", "topic_prefix"):
         if value is None:

@@ -10,8 +10,8 @@ cd "$ROOT"
 source "$ROOT/scripts/lib.sh"
 
 ensure_uv
-say "uv sync --frozen (with the dev group)"
-"$UV" sync --frozen
+say "uv sync --frozen --all-extras (with the dev group)"
+"$UV" sync --frozen --all-extras
 
 lint_paths=()
 for path in relay tests examples bench; do
