@@ -47,6 +47,8 @@ RESTART_BACKOFF_MIN = 1.0
 RESTART_BACKOFF_MAX = 60.0
 #: A restarted stream that stays up this long resets its backoff.
 HEALTHY_AFTER = 30.0
+#: Seconds a stream may be disconnected before the worker logs a warning.
+DISCONNECTED_WARNING = 5.0
 
 
 def _nack_queued(received: ReceivedMessage) -> None:
@@ -64,6 +66,16 @@ class StreamState:
     last_error: str | None = None
     opened_at: float = 0.0
     retry_at: float = 0.0
+    #: False while an open stream cannot reach the broker (``Stream.connected``).
+    connected: bool = True
+    #: When the stream last went from healthy to failing or disconnected.
+    unhealthy_since: float | None = None
+    warned: bool = False
+
+    def reported_state(self) -> str:
+        if self.state == "open" and not self.connected:
+            return "connecting"
+        return self.state
 
 
 class Worker:
@@ -104,6 +116,7 @@ class Worker:
         self._drained = True
         self._lifecycle = threading.Lock()
         self.provisioned: list[ProvisionResult] = []
+        self._provisioned = False
         self.started = False
 
     @property
@@ -142,6 +155,7 @@ class Worker:
                 logger.warning("subscription %s does not match the code: %s", sub.name, conflict)
             results.append(result)
         self.provisioned = results
+        self._provisioned = True
         return results
 
     # -------------------------------------------------------------- consuming
@@ -151,7 +165,7 @@ class Worker:
             if self.started:
                 return
             self.middleware.run("pre_worker_start", self)
-            if not self.provisioned:
+            if not self._provisioned:
                 self.setup()
             self._executor = HandlerPool(self.concurrency)
             if any(s.is_async for s in self.subscriptions):
@@ -263,6 +277,21 @@ class Worker:
         stream = state.stream
         if state.state == "open" and stream is not None:
             if not stream.done():
+                state.connected = stream.connected()
+                if not state.connected:
+                    if state.unhealthy_since is None:
+                        state.unhealthy_since = now
+                    elif not state.warned and now - state.unhealthy_since > DISCONNECTED_WARNING:
+                        state.warned = True
+                        logger.warning(
+                            "stream for %s cannot reach Pub/Sub; the client keeps reconnecting",
+                            state.subscription.name,
+                        )
+                elif state.unhealthy_since is not None:
+                    if state.warned:
+                        logger.info("stream for %s is connected again", state.subscription.name)
+                    state.unhealthy_since = None
+                    state.warned = False
                 if state.failures and now - state.opened_at > HEALTHY_AFTER:
                     state.failures = 0
                 return
@@ -291,6 +320,8 @@ class Worker:
     def _failed(state: StreamState, error: BaseException | None, now: float) -> float:
         """Count a failure, record it, and schedule the next try with jittered backoff."""
         state.failures += 1
+        if state.unhealthy_since is None:
+            state.unhealthy_since = now
         state.last_error = f"{type(error).__name__}: {error}" if error else "stream ended"
         delay = min(RESTART_BACKOFF_MAX, RESTART_BACKOFF_MIN * 2.0 ** (state.failures - 1))
         delay *= random.uniform(0.8, 1.2)
@@ -298,18 +329,31 @@ class Worker:
         return delay
 
     def status(self) -> dict[str, Any]:
-        """A snapshot of every stream's state, for health probes and the CLI."""
+        """A snapshot of the worker and every stream, for health probes and the CLI.
+
+        A subscription's ``state`` is ``idle``, ``open`` (streaming and
+        connected), ``connecting`` (open, but the broker cannot be reached),
+        ``restarting`` or ``stopped``; ``unhealthy_for`` is how many seconds it
+        has been restarting or disconnected (None when healthy).
+        """
+        now = time.monotonic()
+        supervisor = self._supervisor
         return {
             "started": self.started,
             "stopping": self._stopping.is_set(),
+            "provisioned": self._provisioned,
+            "supervisor_alive": supervisor is not None and supervisor.is_alive(),
             "inflight": self._inflight,
             "subscriptions": [
                 {
                     "name": st.subscription.name,
                     "topic": st.subscription.full_topic,
-                    "state": st.state,
+                    "state": st.reported_state(),
                     "failures": st.failures,
                     "last_error": st.last_error,
+                    "unhealthy_for": (
+                        None if st.unhealthy_since is None else now - st.unhealthy_since
+                    ),
                 }
                 for st in self._states.values()
             ],

@@ -118,6 +118,15 @@ class Stream(abc.ABC):
     def exception(self) -> BaseException | None:
         """The error that ended the stream, if it failed; ``None`` otherwise."""
 
+    def connected(self) -> bool:
+        """False while the stream is open but cannot reach the broker.
+
+        A transport that reconnects by itself (google's streaming pull does)
+        reports the outage here rather than by ending the stream. The default,
+        for transports that cannot tell: connected unless ended.
+        """
+        return not self.done()
+
 
 MessageCallback = Callable[[ReceivedMessage], None]
 

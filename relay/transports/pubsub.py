@@ -168,11 +168,50 @@ class PubSubMessage(ReceivedMessage):
         return f"<PubSubMessage id={self.message_id}>"
 
 
+class _Connectivity:
+    """Follows the subscriber channel's gRPC state: is Pub/Sub reachable right now?
+
+    google's streaming pull reconnects by itself after a network failure, so the
+    stream's future does not end; the channel's state is what shows the outage.
+    """
+
+    def __init__(self, channel: Any) -> None:
+        self._channel = channel
+        self.state: Any = None
+        try:
+            channel.subscribe(self._changed, try_to_connect=True)
+        except Exception:  # a channel that cannot report: treat as always connected
+            logger.debug("the subscriber channel cannot report its state", exc_info=True)
+            self._channel = None
+
+    def _changed(self, state: Any) -> None:
+        self.state = state
+
+    @property
+    def ready(self) -> bool:
+        import grpc
+
+        return self._channel is None or self.state is grpc.ChannelConnectivity.READY
+
+    def close(self) -> None:
+        if self._channel is not None:
+            try:
+                self._channel.unsubscribe(self._changed)
+            except Exception:
+                pass
+
+
 class PubSubStream(Stream):
     """One streaming pull. See ``Stream`` for the contract."""
 
-    def __init__(self, subscription: str, on_message: MessageCallback) -> None:
+    def __init__(
+        self,
+        subscription: str,
+        on_message: MessageCallback,
+        connectivity: _Connectivity | None = None,
+    ) -> None:
         self.subscription = subscription
+        self._connectivity = connectivity
         self._on_message = on_message
         self._cancelled = False
         self._error: BaseException | None = None
@@ -227,6 +266,11 @@ class PubSubStream(Stream):
     def done(self) -> bool:
         return self._future is not None and bool(self._future.done())
 
+    def connected(self) -> bool:
+        if self.done():
+            return False
+        return self._connectivity is None or self._connectivity.ready
+
     def exception(self) -> BaseException | None:
         if self._error is not None:
             return self._error
@@ -262,6 +306,7 @@ class PubSubTransport(Transport):
         self._subscriber: Any = subscriber_client
         self._topic_paths: dict[str, str] = {}
         self._streams: list[PubSubStream] = []
+        self._connectivity: _Connectivity | None = None
         self._pending: set[Future[str]] = set()
         self._closed = False
         timeout = settings.publisher_retry_timeout
@@ -517,7 +562,12 @@ class PubSubTransport(Transport):
         if self._closed:
             raise TransportError("the transport is closed; build a new one to subscribe")
         client = self._subscriber_client()
-        stream = PubSubStream(subscription, on_message)
+        with self._lock:
+            if self._connectivity is None:
+                channel = getattr(getattr(client, "transport", None), "grpc_channel", None)
+                if channel is not None:
+                    self._connectivity = _Connectivity(channel)
+        stream = PubSubStream(subscription, on_message, self._connectivity)
         stream._future = client.subscribe(
             self.subscription_path(subscription),
             stream._deliver,
@@ -544,6 +594,8 @@ class PubSubTransport(Transport):
             publisher, subscriber = self._publisher, self._subscriber
         for stream in streams:
             stream.close(timeout=10)
+        if self._connectivity is not None:
+            self._connectivity.close()
         if publisher is not None:
             publisher.stop()  # sends what is still batched
             pending = list(self._pending)
