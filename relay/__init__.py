@@ -14,8 +14,10 @@ from relay.app import (
     set_publisher,
 )
 from relay.errors import (
+    AckError,
     ConfigurationError,
     DecodeError,
+    ProvisioningError,
     PublishError,
     RelayError,
     TransportError,
@@ -24,22 +26,25 @@ from relay.message import Action, Message, Outcome, OutgoingMessage, Status
 from relay.middleware import BaseMiddleware, MiddlewareChain
 from relay.publisher import RESERVED_NAMES, Publisher
 from relay.settings import Settings
-from relay.subscription import RetryPolicy, Subscription, sub
+from relay.subscription import DeadLetterPolicy, RetryPolicy, Subscription, sub
 from relay.worker import Worker
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
     "RESERVED_NAMES",
+    "AckError",
     "Action",
     "App",
     "BaseMiddleware",
     "ConfigurationError",
+    "DeadLetterPolicy",
     "DecodeError",
     "Message",
     "MiddlewareChain",
     "Outcome",
     "OutgoingMessage",
+    "ProvisioningError",
     "PublishError",
     "Publisher",
     "RelayError",

@@ -30,3 +30,14 @@ class DecodeError(RelayError):
 
 class TransportError(RelayError):
     """The transport could not do what was asked (provisioning, connecting)."""
+
+
+class ProvisioningError(TransportError):
+    """Pub/Sub does not match the code and relay may not (or cannot) make it match."""
+
+
+class AckError(RelayError):
+    """Pub/Sub did not accept an ack (exactly-once delivery reports this).
+
+    The message may be delivered again; ``__cause__`` holds the underlying error.
+    """

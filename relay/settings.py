@@ -106,6 +106,25 @@ class Settings:
     drain_timeout: float = 30.0
     #: Which transport to use: "pubsub", "memory", or a dotted path to a class.
     transport: str = "pubsub"
+    #: What the worker does to topics and subscriptions at start: "create"
+    #: (create, and update to match the code), "verify" (read-only: fail if
+    #: anything is missing or differs) or "off" (no admin calls at all).
+    provisioning: str = "create"
+    #: Seconds a provisioning call (create/get/update), retries included, may take.
+    admin_timeout: float = 60.0
+    #: Dead-letter topic for subscriptions that declare none; may use {topic}
+    #: and {subscription}, e.g. "{topic}-dead-letter". None: no dead-lettering.
+    dead_letter_topic: str | None = None
+    #: Deliveries before a message goes to the dead-letter topic (5..100).
+    max_delivery_attempts: int = 5
+    #: Create a subscription on each dead-letter topic so dead letters are kept.
+    dead_letter_keep: bool = True
+    #: Publisher back-pressure: messages and bytes published but not yet
+    #: confirmed, at most; and what publish() does at the limit: "block" (wait
+    #: for room, up to PUBLISHER_RETRY_TIMEOUT) or "error" (raise PublishError).
+    publisher_max_messages: int = 1000
+    publisher_max_bytes: int = 100 * 1024 * 1024
+    publisher_limit_behavior: str = "block"
     #: Port for the worker's /livez and /readyz HTTP probes; None: no server.
     health_port: int | None = None
     #: Address the probe server binds (loopback unless you say otherwise).
@@ -275,8 +294,16 @@ def _parse_env(name: str, var: str, raw: str) -> Any:
     return raw
 
 
+#: Settings that take one of a few strings.
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "provisioning": ("create", "verify", "off"),
+    "publisher_limit_behavior": ("block", "error"),
+    "log_format": ("text", "json"),
+}
+
 _FIELD_KINDS: dict[str, type] = {
     "publisher_blocking": bool,
+    "dead_letter_keep": bool,
     "gc_storage_regions": tuple,
     "middleware": tuple,
     "filter_subs_by": tuple,
@@ -308,6 +335,10 @@ _NUMBERS: dict[str, tuple[type, float, float]] = {
     "flow_max_lease_duration": (float, 10, 7 * 24 * 3600),
     "drain_timeout": (float, 0, 3600),
     "health_failure_threshold": (float, 1, 24 * 3600),
+    "admin_timeout": (float, 0.1, 3600),
+    "max_delivery_attempts": (int, 5, 100),
+    "publisher_max_messages": (int, 1, 10_000_000),
+    "publisher_max_bytes": (int, 1024, 100 * 1024**3),
 }
 
 
@@ -316,7 +347,19 @@ def _coerce(name: str, value: Any) -> Any:
     if name in _NUMBERS:
         kind, lo, hi = _NUMBERS[name]
         return _as_number(name, value, kind, lo, hi)
-    if name == "publisher_blocking":
+    if name in _CHOICES:
+        if value not in _CHOICES[name]:
+            raise ConfigurationError(
+                f"{key}: {value!r}; expected one of {', '.join(map(repr, _CHOICES[name]))}"
+            )
+        return value
+    if name == "dead_letter_topic":
+        if value is not None and not isinstance(value, str):
+            raise ConfigurationError(
+                f"{key}: expected a topic name (may use {{topic}}), got {value!r}"
+            )
+        return value or None
+    if name in _FIELD_KINDS and _FIELD_KINDS[name] is bool:
         if isinstance(value, str):
             return _parse_env(name, key, value)
         if not isinstance(value, bool):
@@ -370,10 +413,6 @@ def _coerce(name: str, value: Any) -> Any:
         if value is None or value == "":
             return None
         return _as_number(name, value, int, 0, 65535)
-    if name == "log_format":
-        if value not in ("text", "json"):
-            raise ConfigurationError(f"LOG_FORMAT: {value!r}; expected 'text' or 'json'")
-        return value
     if name == "health_host":
         if not isinstance(value, str) or not value:
             raise ConfigurationError(f"HEALTH_HOST: expected an address, got {value!r}")
@@ -438,5 +477,11 @@ def _validate(s: Settings) -> None:
             ) from None
         if not isinstance(info, dict):
             raise ConfigurationError("GC_CREDENTIALS_JSON must be a JSON object (a key file)")
+    for name, choices in _CHOICES.items():
+        if getattr(s, name) not in choices:
+            raise ConfigurationError(
+                f"{name.upper()}: {getattr(s, name)!r}; expected one of "
+                f"{', '.join(map(repr, choices))}"
+            )
     if s.default_retry_policy is not None and not isinstance(s.default_retry_policy, RetryPolicy):
         raise ConfigurationError("DEFAULT_RETRY_POLICY: expected a RetryPolicy or None")

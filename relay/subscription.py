@@ -1,4 +1,5 @@
-"""Subscriptions: ``@sub``, the class-based ``Subscription``, and ``RetryPolicy``.
+"""Subscriptions: ``@sub``, the class-based ``Subscription``, ``RetryPolicy`` and
+``DeadLetterPolicy``.
 
 A subscription binds a handler ``fn(data, **attributes)`` to a topic. Its name
 on Pub/Sub is ``prefix-topic-suffix`` (empty parts left out), where ``topic``
@@ -51,17 +52,57 @@ class RetryPolicy:
             )
 
 
+@dataclass(frozen=True)
+class DeadLetterPolicy:
+    """Where Pub/Sub forwards a message it has delivered too often.
+
+    After ``max_delivery_attempts`` deliveries (5 to 100) that ended in a nack or
+    an expired lease, Pub/Sub publishes the message to ``topic`` and stops
+    delivering it here. relay creates the topic and, with ``keep=True``, a
+    subscription of the same name on it, so dead letters are stored until
+    someone reads them (a topic without subscriptions drops what it receives).
+    relay also sends messages whose payload it cannot decode there at once.
+    """
+
+    topic: str
+    max_delivery_attempts: int = 5
+    keep: bool = True
+
+    def __post_init__(self) -> None:
+        validate_name(self.topic, "dead-letter topic")
+        attempts = self.max_delivery_attempts
+        if isinstance(attempts, bool) or not isinstance(attempts, int) or not (
+            MIN_DELIVERY_ATTEMPTS <= attempts <= MAX_DELIVERY_ATTEMPTS
+        ):
+            raise ConfigurationError(
+                f"max_delivery_attempts={attempts!r} is invalid: Pub/Sub accepts a whole number "
+                f"from {MIN_DELIVERY_ATTEMPTS} to {MAX_DELIVERY_ATTEMPTS}"
+            )
+        if not isinstance(self.keep, bool):
+            raise ConfigurationError(f"DeadLetterPolicy keep={self.keep!r}: expected True/False")
+
+
+#: Pub/Sub's bounds for a dead-letter policy's ``max_delivery_attempts``.
+MIN_DELIVERY_ATTEMPTS = 5
+MAX_DELIVERY_ATTEMPTS = 100
+
+
 def _describe(func: Any) -> str:
     module = getattr(func, "__module__", None) or "?"
     qualname = getattr(func, "__qualname__", None) or repr(func)
     return f"{module}.{qualname}"
 
 
-def _check_handler(func: Any) -> tuple[bool, str | None]:
+#: A handler parameter of this name receives the message's delivery attempt.
+ATTEMPT_PARAM = "delivery_attempt"
+
+
+def _check_handler(func: Any) -> tuple[bool, str | None, bool]:
     """Validate ``fn(data, **attributes)``.
 
-    Returns whether it is ``async def`` and the name of the data parameter if an
-    attribute of that name would collide with it (None when it is positional-only).
+    Returns whether it is ``async def``, the name of the data parameter if an
+    attribute of that name would collide with it (None when it is
+    positional-only), and whether it declares a ``delivery_attempt`` parameter.
     """
     if not callable(func):
         raise ConfigurationError(f"@sub needs a function, got {func!r}")
@@ -69,7 +110,7 @@ def _check_handler(func: Any) -> tuple[bool, str | None]:
     try:
         sig = inspect.signature(func)
     except (TypeError, ValueError):  # builtins without signatures: trust them
-        return False, None
+        return False, None, False
     params = list(sig.parameters.values())
     name = _describe(func)
     positional = [
@@ -84,8 +125,12 @@ def _check_handler(func: Any) -> tuple[bool, str | None]:
     required_extra = [
         p.name
         for p in positional[1:]
-        if p.default is p.empty
-    ] + [p.name for p in params if p.kind is p.KEYWORD_ONLY and p.default is p.empty]
+        if p.default is p.empty and p.name != ATTEMPT_PARAM
+    ] + [
+        p.name
+        for p in params
+        if p.kind is p.KEYWORD_ONLY and p.default is p.empty and p.name != ATTEMPT_PARAM
+    ]
     if required_extra:
         raise ConfigurationError(
             f"handler {name}{sig} requires {', '.join(required_extra)}, which relay cannot "
@@ -101,7 +146,12 @@ def _check_handler(func: Any) -> tuple[bool, str | None]:
     is_async = asyncio.iscoroutinefunction(func) or asyncio.iscoroutinefunction(target)
     first = positional[0] if positional else None
     data_param = first.name if first and first.kind is first.POSITIONAL_OR_KEYWORD else None
-    return is_async, data_param
+    wants_attempt = any(
+        p.name == ATTEMPT_PARAM and p is not first
+        and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        for p in params
+    )
+    return is_async, data_param, wants_attempt
 
 
 def _as_filters(filter_by: Filter | Sequence[Filter] | None, owner: str) -> tuple[Filter, ...]:
@@ -156,11 +206,15 @@ class Subscription:
         backend_filter_by: str | None = None,
         retry_policy: RetryPolicy | None = None,
         ack_deadline: int | None = None,
+        dead_letter_topic: str | None = None,
+        max_delivery_attempts: int | None = None,
+        enable_message_ordering: bool = False,
+        enable_exactly_once_delivery: bool = False,
         *,
         topic_prefix: str = "",
     ) -> None:
         self._func = func
-        self.is_async, self.data_param = _check_handler(func)
+        self.is_async, self.data_param, self.wants_attempt = _check_handler(func)
         self.handler_name = _describe(func)
         self.topic = validate_name(topic, "topic")
         self.prefix = prefix
@@ -189,6 +243,34 @@ class Subscription:
                 "whole number of seconds from 10 to 600"
             )
         self.ack_deadline = ack_deadline
+        if dead_letter_topic is not None and dead_letter_topic != "":
+            validate_name(dead_letter_topic, f"dead_letter_topic of {self.handler_name}")
+        if max_delivery_attempts is not None:
+            # Checked now, against a placeholder topic, so a bad number fails at import.
+            DeadLetterPolicy("placeholder", max_delivery_attempts)
+            if dead_letter_topic == "":
+                raise ConfigurationError(
+                    f"{self.handler_name}: max_delivery_attempts={max_delivery_attempts!r} with "
+                    "dead_letter_topic='' (dead-lettering off); drop one of them"
+                )
+        self.dead_letter_topic = dead_letter_topic
+        self.max_delivery_attempts = max_delivery_attempts
+        for option, value in (
+            ("enable_message_ordering", enable_message_ordering),
+            ("enable_exactly_once_delivery", enable_exactly_once_delivery),
+        ):
+            if not isinstance(value, bool):
+                raise ConfigurationError(
+                    f"{option} of {self.handler_name} must be True or False, got {value!r}"
+                )
+        self.enable_message_ordering = enable_message_ordering
+        self.enable_exactly_once_delivery = enable_exactly_once_delivery
+        #: The dead-letter policy in force; set by ``resolve(settings)``.
+        self.dead_letter: DeadLetterPolicy | None = None
+        if dead_letter_topic:
+            self.dead_letter = DeadLetterPolicy(
+                dead_letter_topic, max_delivery_attempts or MIN_DELIVERY_ATTEMPTS
+            )
         self._set_names()
 
     def _set_names(self) -> None:
@@ -214,7 +296,40 @@ class Subscription:
             clone.prefix = settings.sub_prefix
         clone.topic_prefix = settings.topic_prefix
         clone._set_names()
+        clone.dead_letter = clone._dead_letter_policy(settings)
         return clone
+
+    def _dead_letter_policy(self, settings: Settings) -> DeadLetterPolicy | None:
+        """``dead_letter_topic`` (or the ``DEAD_LETTER_TOPIC`` template), prefixed."""
+        template = self.dead_letter_topic
+        if template is None:
+            template = settings.dead_letter_topic
+        if not template:
+            if self.max_delivery_attempts is not None:
+                raise ConfigurationError(
+                    f"{self.handler_name}: max_delivery_attempts={self.max_delivery_attempts} "
+                    "needs a dead-letter topic: pass dead_letter_topic=... or set "
+                    "DEAD_LETTER_TOPIC"
+                )
+            return None
+        try:
+            name = template.format(topic=self.topic, subscription=self.name)
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ConfigurationError(
+                f"dead-letter topic {template!r}: bad placeholder ({exc}); only {{topic}} and "
+                "{subscription} are known"
+            ) from None
+        topic = validate_name(f"{self.topic_prefix}{name}", "dead-letter topic")
+        if topic == self.full_topic:
+            raise ConfigurationError(
+                f"{self.handler_name}: the dead-letter topic {topic!r} is the subscription's own "
+                "topic, so dead letters would come straight back; name another topic"
+            )
+        return DeadLetterPolicy(
+            topic,
+            self.max_delivery_attempts or settings.max_delivery_attempts,
+            settings.dead_letter_keep,
+        )
 
     # --------------------------------------------------------------- running
     def accepts(self, attributes: dict[str, str]) -> bool:
@@ -235,6 +350,10 @@ class Subscription:
             "backend_filter_by": self.backend_filter_by or None,
             "retry_policy": self.retry_policy,
             "ack_deadline": self.ack_deadline,
+            "dead_letter_topic": self.dead_letter_topic,
+            "max_delivery_attempts": self.max_delivery_attempts,
+            "enable_message_ordering": self.enable_message_ordering,
+            "enable_exactly_once_delivery": self.enable_exactly_once_delivery,
         }
         current.update(changes)
         return Subscription(self._func, topic_prefix=self.topic_prefix, **current)
@@ -256,6 +375,10 @@ def sub(
     backend_filter_by: str | None = ...,
     retry_policy: RetryPolicy | None = ...,
     ack_deadline: int | None = ...,
+    dead_letter_topic: str | None = ...,
+    max_delivery_attempts: int | None = ...,
+    enable_message_ordering: bool = ...,
+    enable_exactly_once_delivery: bool = ...,
 ) -> Callable[[F], Subscription]: ...
 def sub(
     topic: str | None = None,
@@ -267,6 +390,10 @@ def sub(
     backend_filter_by: str | None = None,
     retry_policy: RetryPolicy | None = None,
     ack_deadline: int | None = None,
+    dead_letter_topic: str | None = None,
+    max_delivery_attempts: int | None = None,
+    enable_message_ordering: bool = False,
+    enable_exactly_once_delivery: bool = False,
     **kwargs: Any,
 ) -> Callable[[F], Subscription]:
     """Declare a subscription: ``@sub(topic="orders")`` or ``@sub("orders")``.
@@ -276,6 +403,10 @@ def sub(
     message attributes as keyword arguments; a message any of them rejects is
     acked without running the handler and reported to middleware as skipped.
     ``backend_filter_by`` is a Pub/Sub filter expression applied by the server.
+    ``dead_letter_topic``/``max_delivery_attempts`` set the dead-letter policy
+    (``dead_letter_topic=""`` turns the ``DEAD_LETTER_TOPIC`` default off);
+    ``enable_message_ordering`` and ``enable_exactly_once_delivery`` are
+    Pub/Sub's subscription options of the same names.
     """
     if "topic" in kwargs:
         if topic is not None:
@@ -284,7 +415,9 @@ def sub(
     if kwargs:
         raise ConfigurationError(
             f"@sub got unknown option(s) {', '.join(sorted(kwargs))}; it takes topic, prefix, "
-            "suffix, filter_by, backend_filter_by, retry_policy and ack_deadline"
+            "suffix, filter_by, backend_filter_by, retry_policy, ack_deadline, "
+            "dead_letter_topic, max_delivery_attempts, enable_message_ordering and "
+            "enable_exactly_once_delivery"
         )
     if topic is None:
         raise ConfigurationError("@sub needs a topic: @sub(topic='orders')")
@@ -301,6 +434,10 @@ def sub(
             backend_filter_by=backend_filter_by,
             retry_policy=retry_policy,
             ack_deadline=ack_deadline,
+            dead_letter_topic=dead_letter_topic,
+            max_delivery_attempts=max_delivery_attempts,
+            enable_message_ordering=enable_message_ordering,
+            enable_exactly_once_delivery=enable_exactly_once_delivery,
         )
 
     return decorator
@@ -324,4 +461,4 @@ def check_unique(subscriptions: Iterable[Subscription]) -> list[Subscription]:
     return out
 
 
-__all__ = ["RetryPolicy", "Subscription", "check_unique", "sub"]
+__all__ = ["DeadLetterPolicy", "RetryPolicy", "Subscription", "check_unique", "sub"]

@@ -1,8 +1,9 @@
 """``Worker``: provision, consume, dispatch, supervise, drain.
 
-* ``setup()`` creates missing topics and creates or updates each subscription
-  to match its declaration (ack deadline, retry policy; a changed filter, which
-  Pub/Sub cannot change in place, is reported loudly).
+* ``setup()`` provisions as the ``PROVISIONING`` setting says (see
+  ``relay.provisioning``): by default it creates missing topics (dead-letter
+  topics too) and creates or updates each subscription to match its
+  declaration; ``verify`` only checks, ``off`` does nothing.
 * ``start()`` opens one stream per subscription. Every sync handler runs on ONE
   bounded thread pool shared by all subscriptions (``CONCURRENCY`` threads);
   every ``async def`` handler runs on one event loop owned by the worker, at
@@ -26,20 +27,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from relay import provisioning
 from relay.codec import Codec
 from relay.executor import HandlerPool
 from relay.middleware import MiddlewareChain
 from relay.processing import Processor
 from relay.settings import Settings
 from relay.subscription import Subscription, check_unique
-from relay.transports.base import (
-    ProvisionAction,
-    ProvisionResult,
-    ReceivedMessage,
-    Stream,
-    SubscriptionSpec,
-    Transport,
-)
+from relay.transports.base import ProvisionResult, ReceivedMessage, Stream, Transport
 
 logger = logging.getLogger("relay.worker")
 
@@ -128,32 +123,14 @@ class Worker:
         return self._transport
 
     # ------------------------------------------------------------ provisioning
-    def spec_for(self, sub: Subscription) -> SubscriptionSpec:
-        """What the subscription should look like on Pub/Sub."""
-        return SubscriptionSpec(
-            name=sub.name,
-            topic=sub.full_topic,
-            ack_deadline=sub.ack_deadline or self.settings.ack_deadline,
-            filter=sub.backend_filter_by,
-            retry_policy=sub.retry_policy or self.settings.default_retry_policy,
-        )
-
     def setup(self) -> list[ProvisionResult]:
-        """Create missing topics; create or update subscriptions to match the code."""
-        results = []
-        transport = self.transport
-        for topic in dict.fromkeys(s.full_topic for s in self.subscriptions):
-            if transport.ensure_topic(topic):
-                logger.info("created topic %s", topic)
-        for sub in self.subscriptions:
-            result = transport.ensure_subscription(self.spec_for(sub))
-            if result.action is ProvisionAction.CREATED:
-                logger.info("created subscription %s on topic %s", sub.name, sub.full_topic)
-            elif result.action is ProvisionAction.UPDATED:
-                logger.info("updated subscription %s: %s", sub.name, ", ".join(result.changed))
-            for conflict in result.conflicts:
-                logger.warning("subscription %s does not match the code: %s", sub.name, conflict)
-            results.append(result)
+        """Provision per ``PROVISIONING``: create/update (default), verify, or nothing.
+
+        See ``relay.provisioning``. Raises ``ProvisioningError`` in ``verify``
+        mode when Pub/Sub does not match the code.
+        """
+        wanted = provisioning.desired(self.subscriptions, self.settings)
+        results = provisioning.provision(self.transport, wanted, self.settings.provisioning)
         self.provisioned = results
         self._provisioned = True
         return results

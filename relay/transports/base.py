@@ -59,6 +59,21 @@ class ReceivedMessage(abc.ABC):
     def nack(self) -> None:
         """Tell the broker to redeliver the message (after the retry policy's backoff)."""
 
+    def ack_with_response(self) -> Future[None]:
+        """Ack and learn whether the broker applied it (exactly-once delivery).
+
+        The future fails if the ack was not applied (the message will come
+        again). Transports that cannot tell resolve it at once.
+        """
+        future: Future[None] = Future()
+        try:
+            self.ack()
+        except Exception as exc:
+            future.set_exception(exc)
+        else:
+            future.set_result(None)
+        return future
+
 
 @dataclass(frozen=True)
 class FlowControl:
@@ -79,6 +94,13 @@ class SubscriptionSpec:
     filter: str = ""
     retry_policy: RetryPolicy | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
+    #: Short name of the dead-letter topic ("" for none; a full
+    #: ``projects/.../topics/...`` path when it lives in another project).
+    dead_letter_topic: str = ""
+    #: Deliveries before dead-lettering; 0 when there is no dead-letter topic.
+    max_delivery_attempts: int = 0
+    enable_message_ordering: bool = False
+    enable_exactly_once_delivery: bool = False
 
 
 class ProvisionAction(str, enum.Enum):
@@ -140,13 +162,55 @@ class Transport(abc.ABC):
     ) -> Future[str]:
         """Send one message; the future resolves to the message id."""
 
+    # Provisioning primitives. The read-only ones (``topic_exists``,
+    # ``get_subscription``) are all that PROVISIONING='verify' and ``relay-cli
+    # plan`` use; what to change is decided once, in relay.provisioning, for
+    # every transport.
     @abc.abstractmethod
     def ensure_topic(self, topic: str) -> bool:
         """Create the topic if it does not exist. True if it was created."""
 
     @abc.abstractmethod
+    def topic_exists(self, topic: str) -> bool:
+        """Whether the topic exists (read-only)."""
+
+    @abc.abstractmethod
+    def get_subscription(self, name: str) -> SubscriptionSpec | None:
+        """The subscription as it is on the broker, or None if it does not exist."""
+
+    @abc.abstractmethod
+    def create_subscription(self, spec: SubscriptionSpec) -> bool:
+        """Create it; False if it already exists. Fails if the topic does not exist."""
+
+    @abc.abstractmethod
+    def update_subscription(self, spec: SubscriptionSpec, fields: tuple[str, ...]) -> None:
+        """Set ``fields`` (names from ``relay.provisioning.UPDATABLE``) to ``spec``'s values."""
+
     def ensure_subscription(self, spec: SubscriptionSpec) -> ProvisionResult:
-        """Create the subscription, or update it in place to match ``spec``."""
+        """Create the subscription, or update it in place to match ``spec``.
+
+        A subscription on another topic is an error; differences Pub/Sub cannot
+        apply in place (filter, message ordering) are returned as conflicts.
+        """
+        from relay.errors import TransportError
+        from relay.provisioning import conflict_text, diff, wrong_topic_text
+
+        for _ in range(2):  # a second round if someone else creates it meanwhile
+            current = self.get_subscription(spec.name)
+            if current is None:
+                if self.create_subscription(spec):
+                    return ProvisionResult(spec.name, ProvisionAction.CREATED)
+                continue
+            if current.topic != spec.topic:
+                raise TransportError(wrong_topic_text(spec.name, current.topic, spec.topic))
+            updatable, immutable = diff(current, spec)
+            conflicts = tuple(conflict_text(c) for c in immutable)
+            if not updatable:
+                return ProvisionResult(spec.name, ProvisionAction.UNCHANGED, (), conflicts)
+            changed = tuple(c.field for c in updatable)
+            self.update_subscription(spec, changed)
+            return ProvisionResult(spec.name, ProvisionAction.UPDATED, changed, conflicts)
+        raise TransportError(f"subscription {spec.name!r} keeps appearing and disappearing")
 
     @abc.abstractmethod
     def subscribe(

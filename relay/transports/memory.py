@@ -6,29 +6,42 @@ delivers on its own thread within flow control; a nacked message is redelivered
 with ``delivery_attempt`` increased after ``redelivery_delay`` seconds (or the
 subscription's retry-policy minimum backoff scaled by ``backoff_scale``).
 
-Differences, on purpose: no ack deadlines (an unsettled message stays leased
-until its stream closes, then is redelivered), no server-side filters (the
-filter string is stored, as the emulator does), and message ids are counters.
-``published`` records every message sent, for assertions.
+Where the subscription asks for them, it also does what Pub/Sub does:
+
+* ``enable_message_ordering``: one message per ordering key is outstanding at
+  a time, in publish order; a nacked one is redelivered before its successors.
+* a dead-letter topic: the delivery that would exceed ``max_delivery_attempts``
+  is published to the dead-letter topic instead, with the attributes Pub/Sub
+  adds (``CloudPubSubDeadLetterSourceSubscription`` and friends).
+* the lease: a message unsettled for ``FlowControl.max_lease_duration``
+  seconds is taken back and redelivered; an ack after that is lost (and
+  ``ack_with_response()`` fails with ``AckError``, as with exactly-once
+  delivery).
+
+Differences, on purpose: ``delivery_attempt`` is always set (Pub/Sub sets it
+only with a dead-letter policy), no server-side filters (the filter string is
+stored, as the emulator does), a failed ordered publish does not pause its
+key, and message ids are counters. ``published`` records every message sent,
+for assertions; ``fail_publishes``/``fail_acks`` make publishes or acks fail.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import itertools
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections import deque
+from collections.abc import Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from relay.errors import TransportError
+from relay.errors import AckError, TransportError
 from relay.transports.base import (
     FlowControl,
     MessageCallback,
-    ProvisionAction,
-    ProvisionResult,
     ReceivedMessage,
     Stream,
     SubscriptionSpec,
@@ -54,6 +67,7 @@ class MemoryMessage(ReceivedMessage):
         "attributes",
         "data",
         "delivery_attempt",
+        "leased_until",
         "message_id",
         "ordering_key",
         "publish_time",
@@ -64,7 +78,7 @@ class MemoryMessage(ReceivedMessage):
         self,
         record: PublishedRecord,
         delivery_attempt: int | None = 1,
-        settle: Callable[[MemoryMessage, str], None] | None = None,
+        settle: _Sub | None = None,
     ) -> None:
         self.data = record.data
         self.attributes = dict(record.attributes)
@@ -73,8 +87,9 @@ class MemoryMessage(ReceivedMessage):
         self.ordering_key = record.ordering_key
         self.delivery_attempt = delivery_attempt
         self._settle = settle
-        #: ``"ack"`` or ``"nack"`` once settled, else ``None``.
+        #: ``"ack"``, ``"nack"`` or ``"expired"`` once settled, else ``None``.
         self.settled: str | None = None
+        self.leased_until = float("inf")
 
     def ack(self) -> None:
         self._done("ack")
@@ -82,12 +97,21 @@ class MemoryMessage(ReceivedMessage):
     def nack(self) -> None:
         self._done("nack")
 
-    def _done(self, how: str) -> None:
-        if self.settled is not None:
-            return
-        self.settled = how
-        if self._settle is not None:
-            self._settle(self, how)
+    def ack_with_response(self) -> Future[None]:
+        future: Future[None] = Future()
+        error = self._done("ack")
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(error)
+        return future
+
+    def _done(self, how: str) -> BaseException | None:
+        if self._settle is None:
+            if self.settled is None:
+                self.settled = how
+            return None
+        return self._settle.settle(self, how)
 
 
 @dataclass
@@ -95,41 +119,125 @@ class _Sub:
     spec: SubscriptionSpec
     transport: MemoryTransport
     cond: threading.Condition = field(default_factory=threading.Condition)
-    #: heap of (ready_at, seq, record, delivery_attempt)
+    #: heap of (ready_at, seq, record, delivery_attempt): unordered messages
     pending: list[tuple[float, int, PublishedRecord, int]] = field(default_factory=list)
+    #: ordering key -> its messages in order (ordered subscriptions only)
+    keyed: dict[str, deque[tuple[float, int, PublishedRecord, int]]] = field(
+        default_factory=dict
+    )
+    #: ordering keys with a message outstanding: nothing else of theirs goes out
+    busy: set[str] = field(default_factory=set)
     outstanding: dict[int, MemoryMessage] = field(default_factory=dict)
     outstanding_bytes: int = 0
     acked: int = 0
     nacked: int = 0
+    expired: int = 0
+    dead_lettered: int = 0
+
+    def _ordered(self, record: PublishedRecord) -> bool:
+        return bool(self.spec.enable_message_ordering and record.ordering_key)
 
     def put(self, record: PublishedRecord, attempt: int = 1, delay: float = 0.0) -> None:
         with self.cond:
-            heapq.heappush(
-                self.pending, (time.monotonic() + delay, next(self.transport._seq), record, attempt)
-            )
+            entry = (time.monotonic() + delay, next(self.transport._seq), record, attempt)
+            if self._ordered(record):
+                queue = self.keyed.setdefault(record.ordering_key, deque())
+                if attempt > 1:
+                    queue.appendleft(entry)  # a redelivery goes before what followed it
+                else:
+                    queue.append(entry)
+            else:
+                heapq.heappush(self.pending, entry)
             self.cond.notify_all()
 
-    def __call__(self, message: MemoryMessage, how: str) -> None:
-        with self.cond:
-            if self.outstanding.pop(id(message), None) is None:
-                return
-            self.outstanding_bytes -= len(message.data)
-            if how == "ack":
-                self.acked += 1
+    def pending_count(self) -> int:
+        return len(self.pending) + sum(len(q) for q in self.keyed.values())
+
+    def next_ready(self, now: float) -> tuple[float | None, tuple[PublishedRecord, int] | None]:
+        """(when the next message is due if none is now, the message due now). Under cond."""
+        due: float | None = None
+        if self.pending:
+            if self.pending[0][0] <= now:
+                _, _, record, attempt = heapq.heappop(self.pending)
+                return None, (record, attempt)
+            due = self.pending[0][0]
+        for key, queue in self.keyed.items():
+            if key in self.busy or not queue:
+                continue
+            if queue[0][0] <= now:
+                _, _, record, attempt = queue.popleft()
+                if not queue:
+                    del self.keyed[key]
+                self.busy.add(key)
+                return None, (record, attempt)
+            due = queue[0][0] if due is None else min(due, queue[0][0])
+        return due, None
+
+    def lease(self, record: PublishedRecord, attempt: int, lease_seconds: float) -> MemoryMessage:
+        message = MemoryMessage(record, attempt, self)
+        message.leased_until = time.monotonic() + lease_seconds
+        self.outstanding[id(message)] = message
+        self.outstanding_bytes += len(record.data)
+        return message
+
+    def expire_overdue(self, now: float) -> float | None:
+        """Take back messages whose lease lapsed; returns the next lapse time. Under cond."""
+        soonest: float | None = None
+        for message in list(self.outstanding.values()):
+            if message.leased_until <= now:
+                self._release(message, "expired")
             else:
-                self.nacked += 1
-                record = self.transport._records[message.message_id]
-                attempt = (message.delivery_attempt or 1) + 1
-                heapq.heappush(
-                    self.pending,
-                    (
-                        time.monotonic() + self.transport._redelivery_delay(self.spec),
-                        next(self.transport._seq),
-                        record,
-                        attempt,
-                    ),
+                soonest = (
+                    message.leased_until if soonest is None
+                    else min(soonest, message.leased_until)
                 )
-            self.cond.notify_all()
+        return soonest
+
+    def settle(self, message: MemoryMessage, how: str) -> BaseException | None:
+        """Ack or nack a delivered message (once). Returns why an ack failed, if it did."""
+        with self.cond:
+            if message.settled is not None:
+                if how == "ack" and message.settled == "expired":
+                    # Too late: the message was handed back. Exactly-once delivery
+                    # says so; otherwise the ack is lost silently, as on Pub/Sub.
+                    return AckError(
+                        f"message {message.message_id}: the lease had expired; the ack was "
+                        "not applied and the message will be delivered again"
+                    )
+                return None
+            failure = self.transport.fail_acks
+            if how == "ack" and failure is not None:
+                self._release(message, "nack")
+                return failure
+            self._release(message, how)
+            return None
+
+    def _release(self, message: MemoryMessage, how: str) -> None:
+        if self.outstanding.pop(id(message), None) is None:
+            return
+        message.settled = how
+        self.outstanding_bytes -= len(message.data)
+        if message.ordering_key:
+            self.busy.discard(message.ordering_key)
+        if how == "ack":
+            self.acked += 1
+        else:
+            if how == "nack":
+                self.nacked += 1
+            else:
+                self.expired += 1
+            self._redeliver(message)
+        self.cond.notify_all()
+
+    def _redeliver(self, message: MemoryMessage) -> None:
+        record = self.transport._records[message.message_id]
+        attempt = (message.delivery_attempt or 1) + 1
+        spec = self.spec
+        if spec.dead_letter_topic and attempt > spec.max_delivery_attempts:
+            self.dead_lettered += 1
+            self.transport._dead_letter(spec, record, attempt - 1)
+            return
+        self.put(record, attempt, self.transport._redelivery_delay(spec))
 
 
 class MemoryStream(Stream):
@@ -155,20 +263,18 @@ class MemoryStream(Stream):
                         if self._cancelled:
                             return
                         now = time.monotonic()
+                        lapse = sub.expire_overdue(now)
                         room = (
                             len(sub.outstanding) < flow.max_messages
                             and sub.outstanding_bytes < flow.max_bytes
                         )
-                        if room and sub.pending and sub.pending[0][0] <= now:
+                        due, ready = sub.next_ready(now) if room else (None, None)
+                        if ready is not None:
                             break
-                        wait = None
-                        if room and sub.pending:
-                            wait = sub.pending[0][0] - now
-                        sub.cond.wait(timeout=wait if wait is not None else 0.5)
-                    _, _, record, attempt = heapq.heappop(sub.pending)
-                    message = MemoryMessage(record, attempt, sub)
-                    sub.outstanding[id(message)] = message
-                    sub.outstanding_bytes += len(record.data)
+                        wake = [t for t in (due, lapse) if t is not None]
+                        sub.cond.wait(timeout=min([0.5, *(t - now for t in wake)]))
+                    record, attempt = ready
+                    message = sub.lease(record, attempt, flow.max_lease_duration)
                 self._on_message(message)
         except BaseException as exc:  # a callback bug ends the stream, visibly
             self._error = exc
@@ -188,13 +294,7 @@ class MemoryStream(Stream):
         with self._sub.cond:
             for message in list(self._sub.outstanding.values()):
                 if message._settle is self._sub and message.settled is None:
-                    message.settled = "expired"
-                    self._sub.outstanding.pop(id(message), None)
-                    self._sub.outstanding_bytes -= len(message.data)
-                    self._sub.put(
-                        self._sub.transport._records[message.message_id],
-                        (message.delivery_attempt or 1) + 1,
-                    )
+                    self._sub._release(message, "expired")
 
     def done(self) -> bool:
         # cancel() alone ends the delivery thread but not the stream (the
@@ -234,6 +334,9 @@ class MemoryTransport(Transport):
         self.streams: list[MemoryStream] = []
         #: Set to an exception to make every publish fail with it (for tests).
         self.fail_publishes: BaseException | None = None
+        #: Set to an exception to make every ack fail with it: the message is
+        #: redelivered, and ``ack_with_response()`` reports the exception.
+        self.fail_acks: BaseException | None = None
         self.closed = False
 
     def _redelivery_delay(self, spec: SubscriptionSpec) -> float:
@@ -270,6 +373,18 @@ class MemoryTransport(Transport):
         future.set_result(message_id)
         return future
 
+    def _dead_letter(self, spec: SubscriptionSpec, record: PublishedRecord, attempts: int) -> None:
+        attributes = dict(record.attributes)
+        attributes.update({
+            "CloudPubSubDeadLetterSourceSubscription": spec.name,
+            "CloudPubSubDeadLetterSourceDeliveryCount": str(attempts),
+            "CloudPubSubDeadLetterSourceTopicPublishTime": record.publish_time.isoformat(),
+        })
+        # Like Pub/Sub, a dead letter to a missing topic is lost: provisioning
+        # creates dead-letter topics so that does not happen.
+        self.publish(spec.dead_letter_topic, record.data, attributes,
+                     ordering_key=record.ordering_key)
+
     # ----------------------------------------------------------- provisioning
     def ensure_topic(self, topic: str) -> bool:
         with self._lock:
@@ -278,40 +393,35 @@ class MemoryTransport(Transport):
             self.topics[topic] = []
             return True
 
-    def ensure_subscription(self, spec: SubscriptionSpec) -> ProvisionResult:
+    def topic_exists(self, topic: str) -> bool:
+        with self._lock:
+            return topic in self.topics
+
+    def get_subscription(self, name: str) -> SubscriptionSpec | None:
+        with self._lock:
+            existing = self.subscriptions.get(name)
+            return None if existing is None else existing.spec
+
+    def create_subscription(self, spec: SubscriptionSpec) -> bool:
         with self._lock:
             if spec.topic not in self.topics:
                 raise TransportError(
                     f"cannot create subscription {spec.name!r}: topic {spec.topic!r} does not exist"
                 )
+            if spec.name in self.subscriptions:
+                return False
+            self.subscriptions[spec.name] = _Sub(spec, self)
+            self.topics[spec.topic].append(spec.name)
+            return True
+
+    def update_subscription(self, spec: SubscriptionSpec, fields: tuple[str, ...]) -> None:
+        with self._lock:
             existing = self.subscriptions.get(spec.name)
             if existing is None:
-                self.subscriptions[spec.name] = _Sub(spec, self)
-                self.topics[spec.topic].append(spec.name)
-                return ProvisionResult(spec.name, ProvisionAction.CREATED)
-            old = existing.spec
-            if old.topic != spec.topic:
-                raise TransportError(
-                    f"subscription {spec.name!r} exists on topic {old.topic!r}, not {spec.topic!r}"
-                )
-            changed = tuple(
-                name
-                for name in ("ack_deadline", "retry_policy", "labels")
-                if getattr(old, name) != getattr(spec, name)
+                raise TransportError(f"cannot update subscription {spec.name!r}: it does not exist")
+            existing.spec = dataclasses.replace(
+                existing.spec, **{name: getattr(spec, name) for name in fields}
             )
-            conflicts: tuple[str, ...] = ()
-            if old.filter != spec.filter:
-                conflicts = (
-                    f"filter is {old.filter!r} but the code declares {spec.filter!r}; "
-                    "a filter cannot be changed in place: delete the subscription to apply it",
-                )
-            if changed:
-                existing.spec = SubscriptionSpec(
-                    spec.name, spec.topic, spec.ack_deadline, old.filter, spec.retry_policy,
-                    spec.labels,
-                )
-                return ProvisionResult(spec.name, ProvisionAction.UPDATED, changed, conflicts)
-            return ProvisionResult(spec.name, ProvisionAction.UNCHANGED, (), conflicts)
 
     # -------------------------------------------------------------- consuming
     def subscribe(
@@ -327,14 +437,17 @@ class MemoryTransport(Transport):
         return stream
 
     def stats(self, subscription: str) -> dict[str, int]:
-        """Counts for one subscription: pending, outstanding, acked, nacked."""
+        """Counts for one subscription: pending, outstanding, acked, nacked,
+        expired (leases that lapsed) and dead_lettered."""
         sub = self.subscriptions[subscription]
         with sub.cond:
             return {
-                "pending": len(sub.pending),
+                "pending": sub.pending_count(),
                 "outstanding": len(sub.outstanding),
                 "acked": sub.acked,
                 "nacked": sub.nacked,
+                "expired": sub.expired,
+                "dead_lettered": sub.dead_lettered,
             }
 
     def close(self) -> None:

@@ -30,6 +30,7 @@ fails with the error (``google.api_core.exceptions.RetryError``, whose
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import datetime
 import json
 import logging
@@ -53,8 +54,6 @@ from relay.subscription import RetryPolicy
 from relay.transports.base import (
     FlowControl,
     MessageCallback,
-    ProvisionAction,
-    ProvisionResult,
     ReceivedMessage,
     Stream,
     SubscriptionSpec,
@@ -62,10 +61,6 @@ from relay.transports.base import (
 )
 
 logger = logging.getLogger("relay.transports.pubsub")
-
-#: Seconds an admin call (create/get/update a topic or subscription) may take,
-#: retries included, before provisioning fails.
-ADMIN_TIMEOUT = 60.0
 
 #: Errors a publish is retried on (the client library's own list).
 _RETRYABLE_PUBLISH_ERRORS = (
@@ -84,6 +79,9 @@ _FIELD_MASK_PATHS = {
     "ack_deadline": "ack_deadline_seconds",
     "retry_policy": "retry_policy",
     "labels": "labels",
+    "dead_letter_topic": "dead_letter_policy",
+    "max_delivery_attempts": "dead_letter_policy",
+    "enable_exactly_once_delivery": "enable_exactly_once_delivery",
 }
 
 
@@ -142,6 +140,9 @@ class PubSubMessage(ReceivedMessage):
         "publish_time",
     )
 
+    #: One lock for every message's settle-once check: held for a flag flip only.
+    _settle_lock = threading.Lock()
+
     def __init__(self, message: Any) -> None:
         self._message = message
         self._settled = False
@@ -154,15 +155,30 @@ class PubSubMessage(ReceivedMessage):
         self.delivery_attempt = message.delivery_attempt
         self.ordering_key = message.ordering_key
 
-    def ack(self) -> None:
-        if not self._settled:
+    def _claim(self) -> bool:
+        with self._settle_lock:
+            if self._settled:
+                return False
             self._settled = True
+            return True
+
+    def ack(self) -> None:
+        if self._claim():
             self._message.ack()
 
     def nack(self) -> None:
-        if not self._settled:
-            self._settled = True
+        if self._claim():
             self._message.nack()
+
+    def ack_with_response(self) -> Future[None]:
+        if not self._claim():
+            done: Future[None] = Future()
+            done.set_result(None)
+            return done
+        # Resolves once Pub/Sub confirmed the ack (exactly-once subscriptions);
+        # fails with google's AcknowledgeError if it was not applied.
+        future: Future[None] = self._message.ack_with_response()
+        return future
 
     def __repr__(self) -> str:
         return f"<PubSubMessage id={self.message_id}>"
@@ -195,10 +211,8 @@ class _Connectivity:
 
     def close(self) -> None:
         if self._channel is not None:
-            try:
+            with contextlib.suppress(Exception):
                 self._channel.unsubscribe(self._changed)
-            except Exception:
-                pass
 
 
 class PubSubStream(Stream):
@@ -439,7 +453,29 @@ class PubSubTransport(Transport):
         pending = self._pending
         pending.add(future)
         future.add_done_callback(pending.discard)
+        if ordering_key:
+            future.add_done_callback(
+                lambda f: self._resume_if_failed(f, topic, ordering_key)
+            )
         return future
+
+    def _resume_if_failed(self, future: Future[str], topic: str, ordering_key: str) -> None:
+        """After a failed ordered publish google pauses the key (every later publish
+        with it fails at once); the failure has been reported, so resume it."""
+        if future.cancelled() or future.exception() is None:
+            return
+        client = self._publisher
+        if client is None:
+            return
+        try:
+            client.resume_publish(self.topic_path(topic), ordering_key)
+            logger.warning(
+                "an ordered publish to %s failed; ordering key %r resumed, so later messages "
+                "with that key are sent (the failed one is not: publish it again if needed)",
+                topic, ordering_key,
+            )
+        except Exception:
+            logger.exception("resuming ordering key %r on %s failed", ordering_key, topic)
 
     # ----------------------------------------------------------- provisioning
     def ensure_topic(self, topic: str) -> bool:
@@ -450,110 +486,121 @@ class PubSubTransport(Transport):
                 "allowed_persistence_regions": list(self.settings.gc_storage_regions)
             }
         try:
-            client.create_topic(request=request, **_admin_call())
+            client.create_topic(request=request, **self._admin())
             return True
         except gexc.AlreadyExists:
             return False
         except gexc.PermissionDenied as exc:
             # Allowed to use the topic but not to create topics: fine if it exists.
             try:
-                client.get_topic(topic=request["name"], **_admin_call())
+                client.get_topic(topic=request["name"], **self._admin())
             except gexc.GoogleAPICallError:
                 raise _provisioning_error(f"creating topic {topic!r}", exc) from exc
             return False
         except gexc.GoogleAPIError as exc:
             raise _provisioning_error(f"creating topic {topic!r}", exc) from exc
 
-    def ensure_subscription(self, spec: SubscriptionSpec) -> ProvisionResult:
-        client = self._subscriber_client()
-        path = self.subscription_path(spec.name)
-        topic_path = self.topic_path(spec.topic)
-        for _ in range(2):  # a second round if someone else creates it meanwhile
-            try:
-                existing = client.get_subscription(subscription=path, **_admin_call())
-            except gexc.NotFound:
-                pass
-            except gexc.GoogleAPIError as exc:
-                raise _provisioning_error(f"reading subscription {spec.name!r}", exc) from exc
-            else:
-                return self._reconcile(client, spec, existing, topic_path)
-            wanted = gtypes.Subscription(
-                name=path,
-                topic=topic_path,
-                ack_deadline_seconds=spec.ack_deadline,
-                filter=spec.filter,
-                labels=dict(spec.labels),
-            )
-            if spec.retry_policy is not None:
-                wanted.retry_policy = _retry_policy(spec.retry_policy)
-            try:
-                client.create_subscription(request=wanted, **_admin_call())
-            except gexc.AlreadyExists:
-                continue
-            except gexc.NotFound as exc:
-                raise TransportError(
-                    f"cannot create subscription {spec.name!r}: topic {spec.topic!r} does not "
-                    "exist (create it first; Worker.setup() does)"
-                ) from exc
-            except gexc.GoogleAPIError as exc:
-                raise _provisioning_error(f"creating subscription {spec.name!r}", exc) from exc
-            return ProvisionResult(spec.name, ProvisionAction.CREATED)
-        raise TransportError(f"subscription {spec.name!r} keeps appearing and disappearing")
+    def topic_exists(self, topic: str) -> bool:
+        try:
+            self._publisher_client().get_topic(topic=self.topic_path(topic), **self._admin())
+        except gexc.NotFound:
+            return False
+        except gexc.GoogleAPIError as exc:
+            raise _provisioning_error(f"reading topic {topic!r}", exc) from exc
+        return True
 
-    def _reconcile(
-        self, client: Any, spec: SubscriptionSpec, existing: Any, topic_path: str
-    ) -> ProvisionResult:
-        if existing.topic != topic_path:
-            where = (
-                "a deleted topic" if existing.topic == "_deleted-topic_"
-                else f"topic {existing.topic.rsplit('/', 1)[-1]!r}"
+    def get_subscription(self, name: str) -> SubscriptionSpec | None:
+        client = self._subscriber_client()
+        try:
+            sub = client.get_subscription(
+                subscription=self.subscription_path(name), **self._admin()
             )
-            raise TransportError(
-                f"subscription {spec.name!r} exists on {where}, not on {spec.topic!r}; "
-                "delete the subscription or give this one another name (suffix=...)"
+        except gexc.NotFound:
+            return None
+        except gexc.GoogleAPIError as exc:
+            raise _provisioning_error(f"reading subscription {name!r}", exc) from exc
+        policy = None
+        if "retry_policy" in sub:
+            policy = RetryPolicy(
+                sub.retry_policy.minimum_backoff.total_seconds() or 10.0,
+                sub.retry_policy.maximum_backoff.total_seconds() or 600.0,
             )
-        current_policy = (
-            _policy_seconds(existing.retry_policy)
-            if "retry_policy" in existing else None
+        dead_letter, attempts = "", 0
+        if "dead_letter_policy" in sub and sub.dead_letter_policy.dead_letter_topic:
+            dead_letter = self._short_topic(sub.dead_letter_policy.dead_letter_topic)
+            attempts = sub.dead_letter_policy.max_delivery_attempts or 5
+        return SubscriptionSpec(
+            name=name,
+            topic=self._short_topic(sub.topic),
+            ack_deadline=sub.ack_deadline_seconds,
+            filter=sub.filter,
+            retry_policy=policy,
+            labels=dict(sub.labels),
+            dead_letter_topic=dead_letter,
+            max_delivery_attempts=attempts,
+            enable_message_ordering=sub.enable_message_ordering,
+            enable_exactly_once_delivery=sub.enable_exactly_once_delivery,
         )
-        wanted_policy = (
-            None if spec.retry_policy is None
-            else (float(spec.retry_policy.minimum_backoff),
-                  float(spec.retry_policy.maximum_backoff))
-        )
-        changed: list[str] = []
-        if existing.ack_deadline_seconds != spec.ack_deadline:
-            changed.append("ack_deadline")
-        if not _same_policy(current_policy, wanted_policy):
-            changed.append("retry_policy")
-        if dict(existing.labels) != dict(spec.labels):
-            changed.append("labels")
-        conflicts: tuple[str, ...] = ()
-        if existing.filter != spec.filter:
-            conflicts = (
-                f"filter is {existing.filter!r} but the code declares {spec.filter!r}; "
-                "Pub/Sub cannot change a subscription's filter in place: delete the "
-                "subscription (its unacked messages go with it) and start the worker again",
-            )
-        if not changed:
-            return ProvisionResult(spec.name, ProvisionAction.UNCHANGED, (), conflicts)
-        update = gtypes.Subscription(
-            name=existing.name,
+
+    def _short_topic(self, path: str) -> str:
+        """``projects/<ours>/topics/x`` -> ``x``; other projects keep the full path."""
+        prefix = f"projects/{self.project}/topics/"
+        return path[len(prefix):] if path.startswith(prefix) else path
+
+    def _topic_ref(self, topic: str) -> str:
+        return topic if topic.startswith("projects/") else self.topic_path(topic)
+
+    def _to_proto(self, spec: SubscriptionSpec) -> Any:
+        sub = gtypes.Subscription(
+            name=self.subscription_path(spec.name),
+            topic=self.topic_path(spec.topic),
             ack_deadline_seconds=spec.ack_deadline,
+            filter=spec.filter,
             labels=dict(spec.labels),
+            enable_message_ordering=spec.enable_message_ordering,
+            enable_exactly_once_delivery=spec.enable_exactly_once_delivery,
         )
         if spec.retry_policy is not None:
-            update.retry_policy = _retry_policy(spec.retry_policy)
-        mask = field_mask_pb2.FieldMask(paths=[_FIELD_MASK_PATHS[name] for name in changed])
+            sub.retry_policy = _retry_policy(spec.retry_policy)
+        if spec.dead_letter_topic:
+            sub.dead_letter_policy = gtypes.DeadLetterPolicy(
+                dead_letter_topic=self._topic_ref(spec.dead_letter_topic),
+                max_delivery_attempts=spec.max_delivery_attempts,
+            )
+        return sub
+
+    def create_subscription(self, spec: SubscriptionSpec) -> bool:
         try:
-            client.update_subscription(
-                request={"subscription": update, "update_mask": mask}, **_admin_call()
+            self._subscriber_client().create_subscription(
+                request=self._to_proto(spec), **self._admin()
+            )
+        except gexc.AlreadyExists:
+            return False
+        except gexc.NotFound as exc:
+            raise TransportError(
+                f"cannot create subscription {spec.name!r}: topic {spec.topic!r} (or its "
+                f"dead-letter topic) does not exist ({exc.message}); Worker.setup() creates "
+                "topics first with PROVISIONING='create'"
+            ) from exc
+        except gexc.GoogleAPIError as exc:
+            raise _provisioning_error(f"creating subscription {spec.name!r}", exc) from exc
+        return True
+
+    def update_subscription(self, spec: SubscriptionSpec, fields: tuple[str, ...]) -> None:
+        update = self._to_proto(spec)
+        paths = list(dict.fromkeys(_FIELD_MASK_PATHS[name] for name in fields))
+        mask = field_mask_pb2.FieldMask(paths=paths)
+        try:
+            self._subscriber_client().update_subscription(
+                request={"subscription": update, "update_mask": mask}, **self._admin()
             )
         except gexc.GoogleAPIError as exc:
             raise _provisioning_error(
-                f"updating {', '.join(changed)} of subscription {spec.name!r}", exc
+                f"updating {', '.join(fields)} of subscription {spec.name!r}", exc
             ) from exc
-        return ProvisionResult(spec.name, ProvisionAction.UPDATED, tuple(changed), conflicts)
+
+    def _admin(self) -> dict[str, Any]:
+        return _admin_call(self.settings.admin_timeout)
 
     # -------------------------------------------------------------- consuming
     def subscribe(
@@ -611,15 +658,16 @@ class PubSubTransport(Transport):
 
 
 # -------------------------------------------------------------------- helpers
-def _admin_call() -> dict[str, Any]:
+def _admin_call(timeout: float) -> dict[str, Any]:
+    """Retry transient errors for at most ``timeout`` seconds in all (ADMIN_TIMEOUT)."""
     return {
         "retry": gretry.Retry(
-            initial=0.1, maximum=10.0, multiplier=1.3, timeout=ADMIN_TIMEOUT,
+            initial=0.1, maximum=min(10.0, timeout), multiplier=1.3, timeout=timeout,
             predicate=gretry.if_exception_type(
                 gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.Aborted, gexc.Unknown
             ),
         ),
-        "timeout": ADMIN_TIMEOUT,
+        "timeout": timeout,
     }
 
 
@@ -632,16 +680,3 @@ def _retry_policy(policy: RetryPolicy) -> Any:
         minimum_backoff=datetime.timedelta(seconds=policy.minimum_backoff),
         maximum_backoff=datetime.timedelta(seconds=policy.maximum_backoff),
     )
-
-
-def _policy_seconds(policy: Any) -> tuple[float, float]:
-    return (
-        policy.minimum_backoff.total_seconds(),
-        policy.maximum_backoff.total_seconds(),
-    )
-
-
-def _same_policy(a: tuple[float, float] | None, b: tuple[float, float] | None) -> bool:
-    if a is None or b is None:
-        return a is b
-    return abs(a[0] - b[0]) < 1e-6 and abs(a[1] - b[1]) < 1e-6

@@ -4,8 +4,8 @@ import relay
 def test_all_is_exactly_the_public_api() -> None:
     assert sorted(relay.__all__) == sorted(
         [
-            "RESERVED_NAMES", "Action", "App", "BaseMiddleware", "ConfigurationError",
-            "DecodeError", "Message", "MiddlewareChain", "Outcome", "OutgoingMessage",
+            "RESERVED_NAMES", "AckError", "Action", "App", "BaseMiddleware",
+            "ConfigurationError", "DeadLetterPolicy", "DecodeError", "ProvisioningError", "Message", "MiddlewareChain", "Outcome", "OutgoingMessage",
             "PublishError", "Publisher", "RelayError", "RetryPolicy", "Settings", "Status",
             "Subscription", "TransportError", "Worker", "__version__", "configure", "get_app",
             "get_publisher", "publish", "reset", "set_app", "set_publisher", "sub",

@@ -1,0 +1,310 @@
+"""Making Pub/Sub match the code, checking that it does, or leaving it alone.
+
+The ``PROVISIONING`` setting picks what ``Worker.setup()`` does:
+
+* ``create`` (the default): create missing topics (dead-letter topics included)
+  and subscriptions, and update existing subscriptions in place to match their
+  declarations. What Pub/Sub cannot change in place (a filter, message
+  ordering) is reported as a conflict, loudly, and left as it is.
+* ``verify``: read-only. Only ``topics.get`` and ``subscriptions.get`` calls
+  (``roles/pubsub.viewer`` covers them); start fails with ``ProvisioningError``
+  listing every missing or mismatched topic and subscription. For teams whose
+  infrastructure is managed by Terraform and whose workers run with least
+  privilege.
+* ``off``: no admin calls at all; the worker subscribes and trusts that the
+  subscriptions exist (a missing one shows up as a failing stream).
+
+``plan()`` computes the difference with read-only calls whatever the mode;
+``relay-cli plan`` prints it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from relay.errors import ProvisioningError
+from relay.transports.base import (
+    ProvisionAction,
+    ProvisionResult,
+    SubscriptionSpec,
+    Transport,
+)
+
+if TYPE_CHECKING:
+    from relay.settings import Settings
+    from relay.subscription import Subscription
+
+logger = logging.getLogger("relay.provisioning")
+
+#: Fields Pub/Sub can update on an existing subscription.
+UPDATABLE = (
+    "ack_deadline",
+    "retry_policy",
+    "labels",
+    "dead_letter_topic",
+    "max_delivery_attempts",
+    "enable_exactly_once_delivery",
+)
+#: Fields fixed when a subscription is created.
+IMMUTABLE = ("filter", "enable_message_ordering")
+
+
+# ------------------------------------------------------------- what we want
+def spec_for(sub: Subscription, settings: Settings) -> SubscriptionSpec:
+    """What a (resolved) subscription should look like on Pub/Sub."""
+    dead_letter = sub.dead_letter
+    return SubscriptionSpec(
+        name=sub.name,
+        topic=sub.full_topic,
+        ack_deadline=sub.ack_deadline or settings.ack_deadline,
+        filter=sub.backend_filter_by,
+        retry_policy=sub.retry_policy or settings.default_retry_policy,
+        dead_letter_topic=dead_letter.topic if dead_letter else "",
+        max_delivery_attempts=dead_letter.max_delivery_attempts if dead_letter else 0,
+        enable_message_ordering=sub.enable_message_ordering,
+        enable_exactly_once_delivery=sub.enable_exactly_once_delivery,
+    )
+
+
+@dataclass(frozen=True)
+class Desired:
+    """Every topic and subscription a set of subscriptions needs, in creation order."""
+
+    topics: tuple[str, ...]
+    subscriptions: tuple[SubscriptionSpec, ...]
+
+
+def desired(subscriptions: Iterable[Subscription], settings: Settings) -> Desired:
+    """Topics (the subscriptions' and their dead-letter topics) and subscription specs.
+
+    A dead-letter policy with ``keep`` adds a subscription named like its
+    dead-letter topic, so dead letters are stored.
+    """
+    topics: dict[str, None] = {}
+    specs: dict[str, SubscriptionSpec] = {}
+    keepers: dict[str, SubscriptionSpec] = {}
+    for sub in subscriptions:
+        topics[sub.full_topic] = None
+        specs[sub.name] = spec_for(sub, settings)
+        policy = sub.dead_letter
+        if policy is not None:
+            topics[policy.topic] = None
+            if policy.keep:
+                keepers[policy.topic] = SubscriptionSpec(
+                    name=policy.topic,
+                    topic=policy.topic,
+                    ack_deadline=settings.ack_deadline,
+                    retry_policy=settings.default_retry_policy,
+                )
+    for name, keeper in keepers.items():
+        if name in specs:
+            if specs[name].topic != keeper.topic:
+                raise ProvisioningError(
+                    f"subscription {name!r} is declared by the code on topic "
+                    f"{specs[name].topic!r} and is also the subscription that keeps the dead "
+                    f"letters of topic {keeper.topic!r}; rename one of them"
+                )
+            continue  # the code already declares a subscription of that name on it
+        specs[name] = keeper
+    return Desired(tuple(topics), tuple(specs.values()))
+
+
+# ------------------------------------------------------------------ diffing
+@dataclass(frozen=True)
+class FieldChange:
+    field: str
+    current: Any
+    wanted: Any
+
+    def __str__(self) -> str:
+        return f"{self.field}: {_show(self.current)} -> {_show(self.wanted)}"
+
+
+def _show(value: Any) -> str:
+    if value is None or value == "" or value == {}:
+        return "(none)"
+    if hasattr(value, "minimum_backoff"):
+        return f"{value.minimum_backoff:g}s..{value.maximum_backoff:g}s"
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def _same(name: str, a: Any, b: Any) -> bool:
+    if name == "retry_policy" and a is not None and b is not None:
+        return bool(
+            abs(a.minimum_backoff - b.minimum_backoff) < 1e-6
+            and abs(a.maximum_backoff - b.maximum_backoff) < 1e-6
+        )
+    if name == "labels":
+        return dict(a or {}) == dict(b or {})
+    return bool(a == b)
+
+
+def diff(current: SubscriptionSpec, wanted: SubscriptionSpec) -> tuple[
+    tuple[FieldChange, ...], tuple[FieldChange, ...]
+]:
+    """(changes Pub/Sub can apply in place, changes it cannot)."""
+    updatable = tuple(
+        FieldChange(name, getattr(current, name), getattr(wanted, name))
+        for name in UPDATABLE
+        if not _same(name, getattr(current, name), getattr(wanted, name))
+    )
+    immutable = tuple(
+        FieldChange(name, getattr(current, name), getattr(wanted, name))
+        for name in IMMUTABLE
+        if not _same(name, getattr(current, name), getattr(wanted, name))
+    )
+    return updatable, immutable
+
+
+def conflict_text(change: FieldChange) -> str:
+    return (
+        f"{change.field} is {_show(change.current)} but the code declares "
+        f"{_show(change.wanted)}; Pub/Sub cannot change a subscription's {change.field} in "
+        "place: delete the subscription (its unacked messages go with it) and start the "
+        "worker again"
+    )
+
+
+def wrong_topic_text(name: str, current_topic: str, wanted_topic: str) -> str:
+    where = "a deleted topic" if current_topic == "_deleted-topic_" else f"topic {current_topic!r}"
+    return (
+        f"subscription {name!r} exists on {where}, not on {wanted_topic!r}; delete the "
+        "subscription or give this one another name (suffix=...)"
+    )
+
+
+# -------------------------------------------------------------------- plans
+@dataclass(frozen=True)
+class Step:
+    """One line of a plan: what would happen to one topic or subscription."""
+
+    action: str  # create | update | conflict | unchanged
+    kind: str  # topic | subscription
+    name: str
+    details: tuple[str, ...] = ()
+
+    SYMBOLS = {"create": "+", "update": "~", "conflict": "!", "unchanged": "="}
+
+    def render(self) -> list[str]:
+        head = f"{self.SYMBOLS[self.action]} {self.kind} {self.name}"
+        return [head, *(f"    {line}" for line in self.details)]
+
+
+@dataclass
+class Plan:
+    steps: list[Step] = field(default_factory=list)
+
+    def count(self, action: str) -> int:
+        return sum(1 for s in self.steps if s.action == action)
+
+    @property
+    def in_sync(self) -> bool:
+        return all(s.action == "unchanged" for s in self.steps)
+
+    def problems(self) -> list[str]:
+        """Everything that does not match, one line each (what ``verify`` reports)."""
+        out = []
+        for step in self.steps:
+            if step.action == "create":
+                out.append(f"{step.kind} {step.name} does not exist")
+            elif step.action in ("update", "conflict"):
+                out.append(f"{step.kind} {step.name} differs: {'; '.join(step.details)}")
+        return out
+
+    def render(self, *, show_unchanged: bool = True) -> str:
+        lines: list[str] = []
+        for step in self.steps:
+            if step.action != "unchanged" or show_unchanged:
+                lines.extend(step.render())
+        lines.append(
+            f"Plan: {self.count('create')} to create, {self.count('update')} to update, "
+            f"{self.count('conflict')} conflict(s), {self.count('unchanged')} unchanged."
+        )
+        return "\n".join(lines)
+
+
+def _describe_new(spec: SubscriptionSpec) -> tuple[str, ...]:
+    details = [f"topic: {spec.topic!r}", f"ack_deadline: {spec.ack_deadline}"]
+    for name in ("retry_policy", "filter", "dead_letter_topic", "max_delivery_attempts",
+                 "enable_message_ordering", "enable_exactly_once_delivery", "labels"):
+        value = getattr(spec, name)
+        if value not in (None, "", 0, False, {}):
+            details.append(f"{name}: {_show(value)}")
+    return tuple(details)
+
+
+def plan(transport: Transport, wanted: Desired) -> Plan:
+    """The difference between the declarations and Pub/Sub, with read-only calls."""
+    result = Plan()
+    missing_topics = set()
+    for topic in wanted.topics:
+        if transport.topic_exists(topic):
+            result.steps.append(Step("unchanged", "topic", topic))
+        else:
+            missing_topics.add(topic)
+            result.steps.append(Step("create", "topic", topic))
+    for spec in wanted.subscriptions:
+        current = transport.get_subscription(spec.name)
+        if current is None:
+            result.steps.append(Step("create", "subscription", spec.name, _describe_new(spec)))
+            continue
+        if current.topic != spec.topic:
+            result.steps.append(Step(
+                "conflict", "subscription", spec.name,
+                (wrong_topic_text(spec.name, current.topic, spec.topic),),
+            ))
+            continue
+        updatable, immutable = diff(current, spec)
+        details = tuple(str(c) for c in updatable) + tuple(conflict_text(c) for c in immutable)
+        action = "conflict" if immutable else "update" if updatable else "unchanged"
+        result.steps.append(Step(action, "subscription", spec.name, details))
+    return result
+
+
+# ------------------------------------------------------------------ running
+def provision(
+    transport: Transport, wanted: Desired, mode: str
+) -> list[ProvisionResult]:
+    """Do what ``mode`` says; see the module docstring."""
+    if mode == "off":
+        logger.info("provisioning is off: subscribing without checking Pub/Sub")
+        return []
+    if mode == "verify":
+        checked = plan(transport, wanted)
+        problems = checked.problems()
+        if problems:
+            raise ProvisioningError(
+                "PROVISIONING is 'verify' and Pub/Sub does not match the code:\n  - "
+                + "\n  - ".join(problems)
+                + "\nApply the missing infrastructure (relay-cli plan shows the difference), "
+                "or run with PROVISIONING='create'"
+            )
+        logger.info(
+            "verified %d topic(s) and %d subscription(s): Pub/Sub matches the code",
+            len(wanted.topics), len(wanted.subscriptions),
+        )
+        return [ProvisionResult(s.name, ProvisionAction.UNCHANGED) for s in wanted.subscriptions]
+    return create(transport, wanted.topics, wanted.subscriptions)
+
+
+def create(
+    transport: Transport, topics: Sequence[str], specs: Sequence[SubscriptionSpec]
+) -> list[ProvisionResult]:
+    """Create missing topics; create or update subscriptions to match ``specs``."""
+    for topic in topics:
+        if transport.ensure_topic(topic):
+            logger.info("created topic %s", topic)
+    results = []
+    for spec in specs:
+        result = transport.ensure_subscription(spec)
+        if result.action is ProvisionAction.CREATED:
+            logger.info("created subscription %s on topic %s", spec.name, spec.topic)
+        elif result.action is ProvisionAction.UPDATED:
+            logger.info("updated subscription %s: %s", spec.name, ", ".join(result.changed))
+        for conflict in result.conflicts:
+            logger.warning("subscription %s does not match the code: %s", spec.name, conflict)
+        results.append(result)
+    return results
