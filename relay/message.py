@@ -27,13 +27,16 @@ class Message:
     middleware instance serves any number of concurrent messages.
     """
 
-    __slots__ = ("_received", "data", "state")
+    __slots__ = ("_received", "data", "retries", "state")
 
     def __init__(self, received: ReceivedMessage) -> None:
         self._received = received
         #: The decoded payload (``None`` until decoded, or if it could not be).
         self.data: Any = None
         self.state: dict[str, Any] = {}
+        #: In-process retries of the handler so far (``RetryMiddleware``); 0 on
+        #: the first call. Pub/Sub's redeliveries are ``delivery_attempt``.
+        self.retries = 0
 
     @property
     def raw(self) -> bytes:
@@ -55,6 +58,8 @@ class Message:
 
     @property
     def delivery_attempt(self) -> int | None:
+        """Which delivery this is, from 1; Pub/Sub sets it only on subscriptions
+        with a dead-letter policy (None otherwise)."""
         return self._received.delivery_attempt
 
     @property
@@ -77,6 +82,9 @@ class Status(str, enum.Enum):
 class Action(str, enum.Enum):
     ACK = "ack"
     NACK = "nack"
+    #: Publish the message to the subscription's dead-letter topic, then ack it
+    #: (nack it if that publish fails, so nothing is lost).
+    DEAD_LETTER = "dead_letter"
 
 
 @dataclass
@@ -93,6 +101,9 @@ class Outcome:
     elapsed: float
     result: Any = None
     exception: BaseException | None = None
+    #: Set by a ``post_process_message_failure`` hook (``RetryMiddleware``) to
+    #: call the handler again after this many seconds instead of settling.
+    retry_in: float | None = None
 
 
 @dataclass

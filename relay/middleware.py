@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from relay.errors import ConfigurationError
 
 if TYPE_CHECKING:
+    from relay.errors import AckError
     from relay.message import Message, Outcome, OutgoingMessage
     from relay.settings import Settings
     from relay.subscription import Subscription
@@ -68,6 +69,12 @@ class BaseMiddleware:
     ) -> None:
         """After every message, last: success, failure or skipped (``outcome.status``)."""
 
+    def post_ack_failure(
+        self, subscription: Subscription, message: Message, error: AckError
+    ) -> None:
+        """After the message's ack was not applied (exactly-once delivery reports it,
+        from the client's callback thread); Pub/Sub will deliver the message again."""
+
     # worker lifecycle ---------------------------------------------------------
     def pre_worker_start(self, worker: Worker) -> None:
         """When ``start()`` begins: before it provisions (if ``setup()`` has not run yet)
@@ -95,6 +102,7 @@ POST_HOOKS = (
     "post_process_message_success",
     "post_process_message_failure",
     "post_process_message",
+    "post_ack_failure",
     "post_worker_start",
     "post_worker_stop",
 )

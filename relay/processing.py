@@ -2,35 +2,50 @@
 
 The ack policy, exactly:
 
-=================================  =======  ====================================
-what happened                      settle   hooks after ``pre_process_message``
-=================================  =======  ====================================
-handler returned                   ack      ``post_process_message_success``
-a ``filter_by`` rejected it        ack      (status ``skipped``)
-handler raised                     nack     ``post_process_message_failure``
-a filter raised                    nack     ``post_process_message_failure``
-payload is not JSON / not UTF-8    ack      ``post_process_message_failure``
-                                            and an ERROR log with the message id
-                                            and the first bytes of the payload
-=================================  =======  ====================================
+=================================  ===========  ================================
+what happened                      settle       hooks after ``pre_process_message``
+=================================  ===========  ================================
+handler returned                   ack          ``post_process_message_success``
+a ``filter_by`` rejected it        ack          (status ``skipped``)
+handler raised                     nack         ``post_process_message_failure``
+a filter raised                    nack         ``post_process_message_failure``
+payload is not JSON / not UTF-8,   dead letter  ``post_process_message_failure``
+subscription has a dead-letter                  and an ERROR log with the message
+topic                                           id and the first bytes
+payload is not JSON / not UTF-8,   ack          the same
+no dead-letter topic
+=================================  ===========  ================================
 
-``post_process_message`` runs last in every case. A middleware may turn a nack
-into an ack (or back) by setting ``outcome.action`` in a post hook; that is how
-``UnrecoverableMiddleware`` works. Hooks that raise are contained and change
-nothing. Nacked messages are redelivered by Pub/Sub after the subscription's
-retry-policy backoff.
+"dead letter" publishes the raw message, attributes and all, to the
+subscription's dead-letter topic (adding ``relay_dead_letter_reason`` and
+``relay_dead_letter_subscription``) and acks it once that publish is confirmed;
+if the publish fails the message is nacked, so it is never lost.
+
+A ``post_process_message_failure`` hook may set ``outcome.retry_in``: the
+handler is then called again after that many seconds, on the same thread, with
+``message.retries`` increased (``RetryMiddleware``). ``post_process_message``
+runs once, last, in every case. A middleware may turn a nack into an ack (or
+back) by setting ``outcome.action``; that is how ``UnrecoverableMiddleware``
+works. Hooks that raise are contained and change nothing.
+
+Settling: with ``enable_exactly_once_delivery`` the ack is sent with
+``ack_with_response()`` and an ack Pub/Sub did not apply is logged and reported
+to ``post_ack_failure`` hooks (as is any ack that raises).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from typing import Any
 
 from relay.codec import Codec
-from relay.errors import DecodeError
+from relay.errors import AckError, DecodeError
+from relay.limits import MAX_ATTRIBUTE_VALUE_BYTES, MAX_ATTRIBUTES
 from relay.message import Action, Message, Outcome, Status
 from relay.middleware import MiddlewareChain
 from relay.subscription import Subscription
@@ -39,23 +54,32 @@ from relay.transports.base import ReceivedMessage
 logger = logging.getLogger("relay.processing")
 _clock = time.perf_counter
 
+#: ``(topic, data, attributes) -> future``: how dead letters are sent.
+DeadLetterSender = Callable[[str, bytes, Mapping[str, str]], "Future[str]"]
+
 
 class Processor:
     """Runs the pipeline for one message; shared by the Worker and relay.testing."""
 
-    __slots__ = ("_chain", "_decode", "_global_filters")
+    __slots__ = ("_chain", "_decode", "_global_filters", "_send_dead_letter", "_stopping")
 
     def __init__(
         self,
         chain: MiddlewareChain,
         codec: Codec | None = None,
         global_filters: tuple[Callable[..., bool], ...] = (),
+        *,
+        dead_letters: DeadLetterSender | None = None,
+        stopping: threading.Event | None = None,
     ) -> None:
         self._chain = chain
         self._decode = (codec or Codec()).decode
         self._global_filters = global_filters
+        self._send_dead_letter = dead_letters
+        # Set when the worker stops: no more in-process retries, settle now.
+        self._stopping = stopping or threading.Event()
 
-    # The sync and async paths share _begin and _finish; only the call differs.
+    # The sync and async paths share _begin, _failed and _finish; only the call differs.
     def _begin(
         self, sub: Subscription, message: Message, attributes: dict[str, str], started: float
     ) -> Outcome | None:
@@ -63,12 +87,17 @@ class Processor:
         try:
             message.data = self._decode(message.raw)
         except DecodeError as exc:
-            logger.error(
-                "message %s on subscription %s has an undecodable payload, acked and dropped "
-                "(%s); payload: %s",
-                message.id, sub.name, exc, message.preview(),
+            policy = sub.dead_letter if self._send_dead_letter is not None else None
+            where = (
+                f"sent to dead-letter topic {policy.topic}" if policy is not None
+                else "acked and dropped (no dead-letter topic)"
             )
-            return Outcome(Status.FAILURE, Action.ACK, _clock() - started, exception=exc)
+            logger.error(
+                "message %s on subscription %s has an undecodable payload, %s (%s); payload: %s",
+                message.id, sub.name, where, exc, message.preview(),
+            )
+            action = Action.DEAD_LETTER if policy is not None else Action.ACK
+            return Outcome(Status.FAILURE, action, _clock() - started, exception=exc)
         if self._global_filters or sub.filters:
             try:
                 passed = all(f(**attributes) for f in self._global_filters) and sub.accepts(
@@ -89,25 +118,108 @@ class Processor:
             )
         return None
 
+    @staticmethod
+    def _kwargs(
+        sub: Subscription, attributes: dict[str, str], received: ReceivedMessage
+    ) -> dict[str, Any]:
+        if sub.wants_attempt:
+            return {**attributes, "delivery_attempt": received.delivery_attempt}
+        return attributes
+
+    def _failed(self, sub: Subscription, message: Message, outcome: Outcome) -> float | None:
+        """Run the failure hooks; return the delay before a retry, if one was asked for."""
+        self._chain.run("post_process_message_failure", sub, message, outcome)
+        delay = outcome.retry_in
+        if delay is None or self._stopping.is_set():
+            return None
+        outcome.retry_in = None
+        return max(0.0, float(delay))
+
     def _finish(
-        self, sub: Subscription, message: Message, received: ReceivedMessage, outcome: Outcome
+        self,
+        sub: Subscription,
+        message: Message,
+        received: ReceivedMessage,
+        outcome: Outcome,
+        *,
+        failure_hooks_ran: bool = False,
     ) -> Outcome:
         run = self._chain.run
         if outcome.status is Status.SUCCESS:
             run("post_process_message_success", sub, message, outcome)
-        elif outcome.status is Status.FAILURE:
+        elif outcome.status is Status.FAILURE and not failure_hooks_ran:
             run("post_process_message_failure", sub, message, outcome)
         run("post_process_message", sub, message, outcome)
         try:
-            if outcome.action is Action.ACK:
-                received.ack()
-            else:
+            if outcome.action is Action.DEAD_LETTER:
+                self._dead_letter(sub, message, received, outcome)
+            elif outcome.action is Action.NACK:
                 received.nack()
-        except Exception:
+            elif sub.enable_exactly_once_delivery:
+                received.ack_with_response().add_done_callback(
+                    lambda f: self._check_ack(f, sub, message)
+                )
+            else:
+                received.ack()
+        except Exception as exc:
             logger.exception(
                 "could not %s message %s on %s", outcome.action.value, message.id, sub.name
             )
+            if outcome.action is Action.ACK:
+                self._ack_failed(sub, message, exc)
         return outcome
+
+    def _check_ack(self, future: Future[None], sub: Subscription, message: Message) -> None:
+        error = future.exception()
+        if error is not None:
+            self._ack_failed(sub, message, error)
+
+    def _ack_failed(self, sub: Subscription, message: Message, cause: BaseException) -> None:
+        error = AckError(
+            f"the ack of message {message.id} on {sub.name} was not applied "
+            f"({type(cause).__name__}: {cause}); Pub/Sub will deliver it again"
+        )
+        error.__cause__ = cause
+        logger.error("%s", error)
+        self._chain.run("post_ack_failure", sub, message, error)
+
+    def _dead_letter(
+        self, sub: Subscription, message: Message, received: ReceivedMessage, outcome: Outcome
+    ) -> None:
+        policy, send = sub.dead_letter, self._send_dead_letter
+        if policy is None or send is None:  # a middleware asked for it where there is none
+            logger.error(
+                "message %s on %s: dead-lettering asked for but the subscription has no "
+                "dead-letter topic; nacked instead", message.id, sub.name,
+            )
+            received.nack()
+            return
+        attributes = dict(received.attributes)
+        reason = f"{type(outcome.exception).__name__}: {outcome.exception}"
+        extra = {
+            "relay_dead_letter_reason": _clip(reason, MAX_ATTRIBUTE_VALUE_BYTES),
+            "relay_dead_letter_subscription": sub.name,
+        }
+        if len(attributes) + len(extra) <= MAX_ATTRIBUTES:
+            attributes.update(extra)
+
+        def sent(future: Future[str]) -> None:
+            error = future.exception()
+            if error is None:
+                logger.info(
+                    "message %s on %s sent to dead-letter topic %s as %s",
+                    message.id, sub.name, policy.topic, future.result(),
+                )
+                received.ack()
+            else:
+                logger.error(
+                    "message %s on %s could not be sent to dead-letter topic %s (%s: %s); "
+                    "nacked, so it will be delivered again", message.id, sub.name,
+                    policy.topic, type(error).__name__, error,
+                )
+                received.nack()
+
+        send(policy.topic, received.data, attributes).add_done_callback(sent)
 
     def process(self, sub: Subscription, received: ReceivedMessage) -> Outcome:
         """Process with a sync handler on the calling thread, then settle."""
@@ -116,16 +228,23 @@ class Processor:
         self._chain.run("pre_process_message", sub, message)
         attributes = dict(received.attributes)
         outcome = self._begin(sub, message, attributes, started)
-        if outcome is None:
+        if outcome is not None:
+            return self._finish(sub, message, received, outcome)
+        kwargs = self._kwargs(sub, attributes, received)
+        while True:
             try:
-                result = sub._func(message.data, **attributes)
+                result = sub._func(message.data, **kwargs)
                 if result is not None and asyncio.iscoroutine(result):  # async on the sync path
                     result = asyncio.run(result)
             except BaseException as exc:  # even SystemExit: one message never kills a worker
                 outcome = Outcome(Status.FAILURE, Action.NACK, _clock() - started, exception=exc)
             else:
                 outcome = Outcome(Status.SUCCESS, Action.ACK, _clock() - started, result=result)
-        return self._finish(sub, message, received, outcome)
+                return self._finish(sub, message, received, outcome)
+            delay = self._failed(sub, message, outcome)
+            if delay is None or self._stopping.wait(delay):
+                return self._finish(sub, message, received, outcome, failure_hooks_ran=True)
+            message.retries += 1
 
     async def process_async(self, sub: Subscription, received: ReceivedMessage) -> Outcome:
         """Process with an ``async def`` handler on the worker's loop, then settle."""
@@ -134,9 +253,12 @@ class Processor:
         self._chain.run("pre_process_message", sub, message)
         attributes = dict(received.attributes)
         outcome = self._begin(sub, message, attributes, started)
-        if outcome is None:
+        if outcome is not None:
+            return self._finish(sub, message, received, outcome)
+        kwargs = self._kwargs(sub, attributes, received)
+        while True:
             try:
-                result: Any = await sub._func(message.data, **attributes)
+                result: Any = await sub._func(message.data, **kwargs)
             except asyncio.CancelledError:
                 received.nack()
                 raise
@@ -144,4 +266,17 @@ class Processor:
                 outcome = Outcome(Status.FAILURE, Action.NACK, _clock() - started, exception=exc)
             else:
                 outcome = Outcome(Status.SUCCESS, Action.ACK, _clock() - started, result=result)
-        return self._finish(sub, message, received, outcome)
+                return self._finish(sub, message, received, outcome)
+            delay = self._failed(sub, message, outcome)
+            if delay is not None:
+                await asyncio.sleep(delay)
+            if delay is None or self._stopping.is_set():
+                return self._finish(sub, message, received, outcome, failure_hooks_ran=True)
+            message.retries += 1
+
+
+def _clip(text: str, limit: int) -> str:
+    raw = text.encode("utf-8")
+    if len(raw) <= limit:
+        return text
+    return raw[: limit - 3].decode("utf-8", errors="ignore") + "..."

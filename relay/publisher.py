@@ -48,6 +48,53 @@ class _Settled:
             return True
 
 
+class _Budget:
+    """Publisher back-pressure: bounds messages and bytes sent but not yet confirmed.
+
+    Without it a burst to a slow or unreachable Pub/Sub would pile up in the
+    client's batches until memory ran out.
+    """
+
+    __slots__ = ("_cond", "bytes", "max_bytes", "max_messages", "messages")
+
+    def __init__(self, max_messages: int, max_bytes: int) -> None:
+        self._cond = threading.Condition()
+        self.max_messages = max_messages
+        self.max_bytes = max_bytes
+        self.messages = 0
+        self.bytes = 0
+
+    def _full(self, size: int) -> bool:
+        if self.messages >= self.max_messages:
+            return True
+        # One message bigger than the whole byte budget still goes, alone.
+        return self.messages > 0 and self.bytes + size > self.max_bytes
+
+    def acquire(self, size: int, wait: float) -> bool:
+        """Take room for one message of ``size`` bytes, waiting up to ``wait`` seconds."""
+        with self._cond:
+            if self._full(size):
+                deadline = time.monotonic() + wait
+                while self._full(size):
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return False
+                    self._cond.wait(left)
+            self.messages += 1
+            self.bytes += size
+            return True
+
+    def release(self, size: int) -> None:
+        with self._cond:
+            self.messages -= 1
+            self.bytes -= size
+            self._cond.notify()
+
+
+class PublisherFull(BufferError):
+    """The publisher's back-pressure limit was reached (``PUBLISHER_MAX_MESSAGES``/``_BYTES``)."""
+
+
 class Publisher:
     """Publishes JSON messages through a transport and the middleware chain.
 
@@ -66,6 +113,14 @@ class Publisher:
         self.transport = transport
         self.middleware = middleware if middleware is not None else MiddlewareChain()
         self._codec = Codec(self.settings.encoder)
+        self._budget = _Budget(
+            self.settings.publisher_max_messages, self.settings.publisher_max_bytes
+        )
+
+    @property
+    def outstanding(self) -> tuple[int, int]:
+        """Messages and bytes sent but not yet confirmed (or failed)."""
+        return self._budget.messages, self._budget.bytes
 
     def publish(
         self,
@@ -96,6 +151,15 @@ class Publisher:
         through google-cloud-pubsub at all and are rejected up front, see
         ``relay.limits.UNSENDABLE_ATTRIBUTES``). A ``published_at`` attribute
         (epoch seconds, as Relé sets it) is added unless present.
+
+        Back-pressure: at most ``PUBLISHER_MAX_MESSAGES`` messages and
+        ``PUBLISHER_MAX_BYTES`` bytes may await confirmation. At the limit,
+        ``PUBLISHER_LIMIT_BEHAVIOR='block'`` waits for room (at most
+        ``PUBLISHER_RETRY_TIMEOUT`` seconds) and ``'error'`` does not wait;
+        either way a publish that finds no room fires ``post_publish_failure``
+        and raises ``PublishError`` (its ``cause`` a ``PublisherFull``), even
+        when non-blocking: nothing is queued without bound, nothing is dropped
+        silently.
         """
         settings = self.settings
         full_topic = validate_name(settings.topic_prefix + topic, "topic")
@@ -116,9 +180,31 @@ class Publisher:
             validate_attributes(message.attributes)  # what middleware added counts too
 
         started = time.perf_counter()
+        size = len(message.payload)
+        behaviour = settings.publisher_limit_behavior
+        wait = settings.publisher_retry_timeout if behaviour == "block" else 0.0
+        if not self._budget.acquire(size, wait):
+            full = PublisherFull(
+                f"{self._budget.messages} message(s), {self._budget.bytes} bytes are waiting "
+                f"for Pub/Sub to confirm them (PUBLISHER_MAX_MESSAGES="
+                f"{self._budget.max_messages}, PUBLISHER_MAX_BYTES={self._budget.max_bytes}, "
+                f"PUBLISHER_LIMIT_BEHAVIOR={behaviour!r}); Pub/Sub is slow or unreachable, or "
+                "the limits are too low for this rate"
+            )
+            chain.run("post_publish_failure", message, full, time.perf_counter() - started)
+            if raise_exception:
+                raise PublishError(full_topic, full) from full
+            logger.error("publishing to %s failed: %s", full_topic, full)
+            rejected: Future[str] = Future()
+            rejected.set_exception(full)
+            return rejected
         settled = _Settled()
-        future = self._send(message)
-        future.add_done_callback(lambda f: self._on_done(f, message, started, settled))
+        try:
+            future = self._send(message)
+        except BaseException:
+            self._budget.release(size)
+            raise
+        future.add_done_callback(lambda f: self._on_done(f, message, started, settled, size))
 
         if blocking is None:
             blocking = settings.publisher_blocking
@@ -156,8 +242,14 @@ class Publisher:
             return failed
 
     def _on_done(
-        self, future: Future[str], message: OutgoingMessage, started: float, settled: _Settled
+        self,
+        future: Future[str],
+        message: OutgoingMessage,
+        started: float,
+        settled: _Settled,
+        size: int,
     ) -> None:
+        self._budget.release(size)
         if not settled.claim():
             return
         elapsed = time.perf_counter() - started

@@ -23,7 +23,8 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,10 +96,14 @@ class Worker:
         self._transport = transport
         self.concurrency = concurrency or self.settings.concurrency
         self.drain_timeout = self.settings.drain_timeout if drain_timeout is None else drain_timeout
+        self._stopping = threading.Event()
         self._processor = Processor(
-            self.middleware, Codec(self.settings.encoder), self.settings.filter_subs_by
+            self.middleware, Codec(self.settings.encoder), self.settings.filter_subs_by,
+            dead_letters=self._publish_dead_letter, stopping=self._stopping,
         )
         self._states = {s.name: StreamState(s) for s in self.subscriptions}
+        #: Messages handed to a handler and not yet finished, to nack at a drain timeout.
+        self._active: dict[int, ReceivedMessage] = {}
         self._executor: HandlerPool | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: threading.Thread | None = None
@@ -106,13 +111,17 @@ class Worker:
         self._supervisor: threading.Thread | None = None
         self._inflight = 0
         self._inflight_cond = threading.Condition()
-        self._stopping = threading.Event()
         self._stopped = threading.Event()
         self._drained = True
         self._lifecycle = threading.Lock()
         self.provisioned: list[ProvisionResult] = []
         self._provisioned = False
         self.started = False
+
+    def _publish_dead_letter(
+        self, topic: str, data: bytes, attributes: Mapping[str, str]
+    ) -> Future[str]:
+        return self.transport.publish(topic, data, attributes)
 
     @property
     def transport(self) -> Transport:
@@ -189,10 +198,17 @@ class Worker:
         # Runs on a transport thread: hand off and return at once.
         inflight = self._inflight_cond
         stopping = self._stopping
+        active = self._active
 
-        def done() -> None:
+        def begin(received: ReceivedMessage) -> None:
+            with inflight:
+                self._inflight += 1
+                active[id(received)] = received
+
+        def done(received: ReceivedMessage) -> None:
             with inflight:
                 self._inflight -= 1
+                active.pop(id(received), None)
                 if self._inflight == 0:
                     inflight.notify_all()
 
@@ -206,14 +222,13 @@ class Worker:
                 except Exception:
                     logger.exception("processing message %s crashed", received.message_id)
                 finally:
-                    done()
+                    done(received)
 
             def on_message(received: ReceivedMessage) -> None:
                 if stopping.is_set():
                     received.nack()
                     return
-                with inflight:
-                    self._inflight += 1
+                begin(received)
                 assert self._loop is not None
                 asyncio.run_coroutine_threadsafe(run_async(received), self._loop)
 
@@ -227,14 +242,13 @@ class Worker:
             except Exception:
                 logger.exception("processing message %s crashed", received.message_id)
             finally:
-                done()
+                done(received)
 
         def on_message_sync(received: ReceivedMessage) -> None:
             if stopping.is_set():
                 received.nack()
                 return
-            with inflight:
-                self._inflight += 1
+            begin(received)
             assert self._executor is not None
             self._executor.submit(run_sync, received)
 
@@ -341,11 +355,11 @@ class Worker:
         """Stop pulling, drain in-flight handlers, close. Idempotent.
 
         Waits up to ``timeout`` (default ``DRAIN_TIMEOUT``) for handlers already
-        running. Returns True if every one finished; False if some were still
-        running at the deadline: messages still queued are nacked, and those whose
-        handlers are still running are left unsettled, so Pub/Sub redelivers them
-        once their lease lapses (the handler threads are daemons and do not hold
-        the process open).
+        running or queued. Returns True if every one finished. At the deadline,
+        every message not finished is nacked (before the streams close, so the
+        nacks are sent) and Pub/Sub redelivers it promptly: queued ones never
+        start; a handler still running is abandoned (its thread is a daemon and
+        does not hold the process open) and its late ack or nack is ignored.
         """
         with self._lifecycle:
             if self._stopping.is_set():
@@ -367,17 +381,19 @@ class Worker:
         with self._inflight_cond:
             while self._inflight and (left := deadline - time.monotonic()) > 0:
                 self._inflight_cond.wait(left)
-            abandoned = self._inflight
-        self._drained = abandoned == 0
+            unfinished = list(self._active.values())
+        self._drained = not unfinished
         if self._executor is not None:
-            # Messages still queued after a timed-out drain are nacked (before the
-            # streams close, so the nacks are sent) and Pub/Sub redelivers them
-            # promptly; handlers still running are abandoned to their lease.
-            abandoned -= self._executor.shutdown(discard=_nack_queued)
-        if not self._drained:
+            self._executor.shutdown(discard=_nack_queued)
+        if unfinished:
+            for received in unfinished:
+                try:
+                    received.nack()
+                except Exception:
+                    logger.exception("nacking message %s failed", received.message_id)
             logger.warning(
-                "drain timeout (%.1f s) reached with %d handler(s) still running; their "
-                "messages will be redelivered", wait, abandoned,
+                "drain timeout (%.1f s) reached with %d message(s) unfinished; nacked, so "
+                "Pub/Sub redelivers them", wait, len(unfinished),
             )
         for state in self._states.values():
             if state.stream is not None:

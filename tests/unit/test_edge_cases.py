@@ -4,6 +4,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -26,12 +27,14 @@ from relay.transports.memory import MemoryTransport
 from .helpers import Recorder, settings, wait_for
 
 
-def test_timed_out_drain_nacks_queued_messages_and_reports_it_twice() -> None:
+def test_timed_out_drain_nacks_every_unfinished_message_and_reports_it_twice() -> None:
     release = threading.Event()
+    finished = threading.Event()
 
     @sub(topic="orders")
     def stuck(data: Any, **attrs: Any) -> None:
         release.wait(5)
+        finished.set()
 
     transport = MemoryTransport(redelivery_delay=60)
     w = Worker([stuck], settings=settings(concurrency=1), transport=transport)
@@ -40,9 +43,14 @@ def test_timed_out_drain_nacks_queued_messages_and_reports_it_twice() -> None:
         transport.publish("orders", b"{}", {}).result(1)
     wait_for(lambda: transport.stats("orders")["outstanding"] == 3)
     assert w.stop(timeout=0.1) is False
-    assert transport.stats("orders")["nacked"] == 2  # the two that never started
+    # The two that never started and the one still running: all handed back now.
+    assert transport.stats("orders")["nacked"] == 3
     assert w.stop() is False  # a second stop reports the same result
     release.set()
+    assert finished.wait(5)
+    time.sleep(0.1)
+    # The abandoned handler's late ack is ignored: the message stays nacked.
+    assert transport.stats("orders")["acked"] == 0
 
 
 def test_a_stuck_handler_does_not_hold_the_process_open_after_stop() -> None:
