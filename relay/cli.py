@@ -1,4 +1,4 @@
-"""``relay-cli``: run a worker, list subscriptions, publish a message, run the emulator.
+"""``relay-cli``: run a worker, plan provisioning, list subscriptions, publish, run the emulator.
 
 Signals and exit codes live here and only here (library code never exits or
 installs signal handlers):
@@ -10,6 +10,7 @@ installs signal handlers):
 * ``2``: a configuration or usage error: unknown setting, bad or duplicate
   subscriptions, a subs module that fails to import, missing project id, bad
   arguments. One line on stderr, no traceback.
+* ``3``: ``plan --check`` found that Pub/Sub differs from the code.
 
 A second SIGINT/SIGTERM while ``run`` is draining abandons the drain: the
 emulator (if any) is stopped and the process exits 1 at once. A SIGINT that was
@@ -52,6 +53,8 @@ if TYPE_CHECKING:
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_CONFIG = 2
+#: ``plan --check``: Pub/Sub does not match the code.
+EXIT_DIFFERS = 3
 #: Project id used against an emulator when none is configured.
 EMULATOR_PROJECT = "relay-local"
 #: The line ``run`` prints once the worker is consuming (scripts wait for it).
@@ -70,11 +73,11 @@ def _error(message: str) -> None:
     print(f"relay-cli: error: {message}", file=sys.stderr, flush=True)
 
 
-def _configure_logging(level: str) -> None:
-    """INFO-level readable logs, unless the app (settings or subs) configured logging."""
-    root = logging.getLogger()
-    if not root.handlers:
-        logging.basicConfig(level=level, format=LOG_FORMAT, datefmt="%H:%M:%S")
+def _configure_logging(level: str, fmt: str = "text") -> None:
+    """Text or JSON logs at ``level``, unless the app (settings or subs) configured logging."""
+    from relay.logs import configure_logging
+
+    configure_logging(level, fmt)
 
 
 def _cwd_on_path() -> None:
@@ -156,13 +159,15 @@ def _emulator(port: int | None) -> Iterator[Emulator]:
 # -------------------------------------------------------------------- commands
 def cmd_run(args: argparse.Namespace) -> int:
     settings = load_settings(args.settings)
+    if args.provisioning:
+        settings = settings.replace(provisioning=args.provisioning)
     subscriptions = discover(args.root, args.subs, settings=settings)
     if not subscriptions:
         raise ConfigurationError(
             f"no subscriptions found under {os.path.abspath(args.root)}: declare @sub handlers "
             "in a subs.py module (or a subs/ package), or name modules with --subs"
         )
-    _configure_logging(args.log_level)
+    _configure_logging(args.log_level, args.log_format or settings.log_format)
     if args.emulator and settings.transport == "memory":
         logger.warning("--emulator with TRANSPORT 'memory': the worker will not use it")
     with _StopSignals() as stop, contextlib.ExitStack() as stack:
@@ -177,7 +182,9 @@ def cmd_run(args: argparse.Namespace) -> int:
                 )
             if stop.requested.is_set():  # stopped while the emulator was starting
                 return EXIT_OK
-            return _run_worker(_with_project(settings), subscriptions, stop)
+            return _run_worker(
+                _with_project(settings), subscriptions, stop, health_port=args.health_port
+            )
         except _ForcedExit as exc:
             logger.error("%s", exc)
             stack.close()  # stop the emulator before leaving
@@ -187,12 +194,30 @@ def cmd_run(args: argparse.Namespace) -> int:
             os._exit(EXIT_FAILURE)
 
 
-def _run_worker(settings: Settings, subscriptions: list[Subscription], stop: _StopSignals) -> int:
+def _run_worker(
+    settings: Settings, subscriptions: list[Subscription], stop: _StopSignals,
+    *, health_port: int | None = None,
+) -> int:
     import relay
+    from relay.health import HealthServer
 
+    if health_port is not None:  # --health-port beats HEALTH_PORT, validated the same way
+        settings = settings.replace(health_port=health_port)
     app = relay.configure(settings)  # handlers that publish use the same settings
     worker = app.worker(subscriptions)
+    health: HealthServer | None = None
     try:
+        if settings.health_port is not None:
+            # Up before provisioning: /livez answers meanwhile, /readyz says 503 until
+            # the worker consumes.
+            health = HealthServer(
+                worker, host=settings.health_host, port=settings.health_port,
+                failure_threshold=settings.health_failure_threshold,
+            ).start()
+            print(
+                f"relay-cli: health probes at {health.url}/livez and {health.url}/readyz",
+                flush=True,
+            )
         if not stop.requested.is_set():
             worker.setup()
         if not stop.requested.is_set():  # a signal during provisioning: do not start
@@ -201,7 +226,37 @@ def _run_worker(settings: Settings, subscriptions: list[Subscription], stop: _St
             stop.wait()
     finally:
         worker.stop()
+        if health is not None:
+            health.stop()
         relay.reset()
+    return EXIT_OK
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    """Print what provisioning would change, without changing anything."""
+    from relay import provisioning
+    from relay.app import build_transport
+    from relay.subscription import check_unique
+
+    settings = load_settings(args.settings)
+    declared = discover(args.root, args.subs, settings=settings)
+    if not declared:
+        raise ConfigurationError(
+            f"no subscriptions found under {os.path.abspath(args.root)}: nothing to plan"
+        )
+    settings = _with_project(settings)
+    _configure_logging(args.log_level)
+    resolved = check_unique(s.resolve(settings) for s in declared)
+    wanted = provisioning.desired(resolved, settings)
+    transport = build_transport(settings)
+    try:
+        plan = provisioning.plan(transport, wanted)
+    finally:
+        transport.close()
+    print(plan.render(show_unchanged=not args.changes_only), flush=True)
+    if args.check and not plan.in_sync:
+        _error(f"Pub/Sub differs from the code ({len(plan.problems())} difference(s))")
+        return EXIT_DIFFERS
     return EXIT_OK
 
 
@@ -319,7 +374,40 @@ def build_parser() -> argparse.ArgumentParser:
         "--emulator-port", type=int, metavar="PORT",
         help="port for --emulator (default: a free one)",
     )
+    run.add_argument(
+        "--health-port", type=int, metavar="PORT",
+        help="serve the /livez and /readyz probes on this port, on HEALTH_HOST (0: a free "
+        "one, printed at start; default: HEALTH_PORT, else no probe server)",
+    )
+    run.add_argument(
+        "--log-format", type=str.lower, choices=["text", "json"],
+        help="text: one readable line per record; json: one JSON object per line "
+        "(default: LOG_FORMAT, else text)",
+    )
+    run.add_argument(
+        "--provisioning", choices=["create", "verify", "off"],
+        help="create: create and update topics and subscriptions to match the code; "
+        "verify: read-only, fail if anything is missing or differs; off: no admin calls "
+        "(default: PROVISIONING, else create)",
+    )
     run.set_defaults(func=cmd_run)
+
+    plan = commands.add_parser(
+        "plan", help="show how Pub/Sub differs from the declared subscriptions (read-only)",
+        description="Compare the discovered subscriptions (and their topics and dead-letter "
+        "topics) with what exists on Pub/Sub, using read-only calls, and print the "
+        "difference: + to create, ~ to update, ! conflicts Pub/Sub cannot change in place, "
+        "= unchanged. Nothing is changed.",
+    )
+    _common(plan, subs=True, level="WARNING")
+    plan.add_argument(
+        "--check", action="store_true",
+        help=f"exit {EXIT_DIFFERS} if anything differs (for CI)",
+    )
+    plan.add_argument(
+        "--changes-only", action="store_true", help="do not list what is unchanged"
+    )
+    plan.set_defaults(func=cmd_plan)
 
     subs = commands.add_parser("subs", help="list the discovered subscriptions")
     _common(subs, subs=True)

@@ -274,7 +274,8 @@ class MemoryStream(Stream):
                         wake = [t for t in (due, lapse) if t is not None]
                         sub.cond.wait(timeout=min([0.5, *(t - now for t in wake)]))
                     record, attempt = ready
-                    message = sub.lease(record, attempt, flow.max_lease_duration)
+                    lease = sub.transport.lease_duration or flow.max_lease_duration
+                    message = sub.lease(record, attempt, lease)
                 self._on_message(message)
         except BaseException as exc:  # a callback bug ends the stream, visibly
             self._error = exc
@@ -320,10 +321,14 @@ class MemoryTransport(Transport):
         auto_create_topics: bool = True,
         redelivery_delay: float | None = 0.01,
         backoff_scale: float = 0.0,
+        lease_duration: float | None = None,
     ) -> None:
+        """``lease_duration``: seconds a delivered message stays leased, overriding
+        the stream's ``max_lease_duration`` (tests use it to make leases lapse fast)."""
         self.auto_create_topics = auto_create_topics
         self._fixed_delay = redelivery_delay
         self._backoff_scale = backoff_scale
+        self.lease_duration = lease_duration
         self._lock = threading.Lock()
         self._seq = itertools.count()
         self._ids = itertools.count(1)

@@ -53,6 +53,9 @@ class Recorder(BaseMiddleware):
     def post_process_message(self, subscription: Any, message: Any, outcome: Any) -> None:
         self._add("post_process_message", (message, outcome))
 
+    def post_ack_failure(self, subscription: Any, message: Any, error: Any) -> None:
+        self._add("post_ack_failure", (message, error))
+
     def pre_worker_start(self, worker: Any) -> None:
         self._add("pre_worker_start", worker)
 

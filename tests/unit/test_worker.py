@@ -315,7 +315,8 @@ def test_changed_filter_is_reported_as_a_conflict(caplog: pytest.LogCaptureFixtu
     filtered = handle.with_options(backend_filter_by='attributes.type = "x"')
     with caplog.at_level(logging.WARNING):
         [result] = Worker([filtered], settings=settings(), transport=transport).setup()
-    assert result.conflicts and "cannot change a subscription's filter in place" in result.conflicts[0]
+    assert result.conflicts
+    assert "cannot change a subscription's filter in place" in result.conflicts[0]
     assert "does not match the code" in caplog.text
 
 
