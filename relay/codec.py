@@ -75,4 +75,13 @@ class Codec:
         try:
             return orjson.loads(payload)
         except orjson.JSONDecodeError as exc:
+            if not payload:
+                raise DecodeError("payload is empty, not JSON") from None
+            try:
+                bytes(payload).decode("utf-8")
+            except UnicodeDecodeError as bad:
+                raise DecodeError(
+                    f"payload is not UTF-8 (byte {payload[bad.start]:#04x} at offset "
+                    f"{bad.start}), so it is not JSON"
+                ) from None
             raise DecodeError(f"payload is not valid JSON: {exc}") from None

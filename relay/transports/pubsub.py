@@ -420,6 +420,16 @@ class PubSubTransport(Transport):
                 client = self._subscriber
         return client
 
+    @property
+    def endpoint(self) -> str:
+        """Where the clients connect: the emulator, a configured endpoint, or Google."""
+        options = self.settings.client_options or {}
+        return (
+            self.settings.emulator_host
+            or str(options.get("api_endpoint") or "")
+            or "pubsub.googleapis.com"
+        )
+
     def topic_path(self, topic: str) -> str:
         path = self._topic_paths.get(topic)
         if path is None:
@@ -495,10 +505,12 @@ class PubSubTransport(Transport):
             try:
                 client.get_topic(topic=request["name"], **self._admin())
             except gexc.GoogleAPICallError:
-                raise _provisioning_error(f"creating topic {topic!r}", exc) from exc
+                raise _provisioning_error(
+                    f"creating topic {topic!r}", exc, self.endpoint
+                ) from exc
             return False
         except gexc.GoogleAPIError as exc:
-            raise _provisioning_error(f"creating topic {topic!r}", exc) from exc
+            raise _provisioning_error(f"creating topic {topic!r}", exc, self.endpoint) from exc
 
     def topic_exists(self, topic: str) -> bool:
         try:
@@ -506,7 +518,7 @@ class PubSubTransport(Transport):
         except gexc.NotFound:
             return False
         except gexc.GoogleAPIError as exc:
-            raise _provisioning_error(f"reading topic {topic!r}", exc) from exc
+            raise _provisioning_error(f"reading topic {topic!r}", exc, self.endpoint) from exc
         return True
 
     def get_subscription(self, name: str) -> SubscriptionSpec | None:
@@ -518,7 +530,9 @@ class PubSubTransport(Transport):
         except gexc.NotFound:
             return None
         except gexc.GoogleAPIError as exc:
-            raise _provisioning_error(f"reading subscription {name!r}", exc) from exc
+            raise _provisioning_error(
+                f"reading subscription {name!r}", exc, self.endpoint
+            ) from exc
         policy = None
         if "retry_policy" in sub:
             policy = RetryPolicy(
@@ -583,7 +597,9 @@ class PubSubTransport(Transport):
                 "topics first with PROVISIONING='create'"
             ) from exc
         except gexc.GoogleAPIError as exc:
-            raise _provisioning_error(f"creating subscription {spec.name!r}", exc) from exc
+            raise _provisioning_error(
+                f"creating subscription {spec.name!r}", exc, self.endpoint
+            ) from exc
         return True
 
     def update_subscription(self, spec: SubscriptionSpec, fields: tuple[str, ...]) -> None:
@@ -596,7 +612,7 @@ class PubSubTransport(Transport):
             )
         except gexc.GoogleAPIError as exc:
             raise _provisioning_error(
-                f"updating {', '.join(fields)} of subscription {spec.name!r}", exc
+                f"updating {', '.join(fields)} of subscription {spec.name!r}", exc, self.endpoint
             ) from exc
 
     def _admin(self) -> dict[str, Any]:
@@ -671,8 +687,21 @@ def _admin_call(timeout: float) -> dict[str, Any]:
     }
 
 
-def _provisioning_error(action: str, exc: BaseException) -> TransportError:
-    return TransportError(f"{action} failed: {type(exc).__name__}: {exc}")
+def _provisioning_error(action: str, exc: BaseException, endpoint: str = "") -> TransportError:
+    hint = ""
+    if isinstance(exc, (gexc.RetryError, gexc.ServiceUnavailable, gexc.DeadlineExceeded)):
+        hint = (
+            f"; Pub/Sub at {endpoint or 'its endpoint'} did not answer within ADMIN_TIMEOUT: "
+            "check the network, PUBSUB_EMULATOR_HOST or CLIENT_OPTIONS['api_endpoint'], "
+            "or raise ADMIN_TIMEOUT"
+        )
+    elif isinstance(exc, gexc.PermissionDenied):
+        hint = (
+            "; the credentials may not manage topics and subscriptions: grant "
+            "roles/pubsub.editor, or provision with Terraform and run with "
+            "PROVISIONING='verify' (read-only) or 'off'"
+        )
+    return TransportError(f"{action} failed: {type(exc).__name__}: {exc}{hint}")
 
 
 def _retry_policy(policy: RetryPolicy) -> Any:

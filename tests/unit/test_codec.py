@@ -2,6 +2,7 @@ import dataclasses
 import datetime as dt
 import enum
 import json
+import re
 import uuid
 from decimal import Decimal
 
@@ -79,9 +80,18 @@ def test_custom_encoder_json_encoder_subclass_like_rele() -> None:
     assert roundtrip([Decimal("1.5")], Enc) == ["1.5"]
 
 
-@pytest.mark.parametrize("payload", [b"not json", b"", b"\xff\xfe", b'{"a": '])
-def test_decode_errors(payload: bytes) -> None:
-    with pytest.raises(DecodeError, match="not valid JSON"):
+@pytest.mark.parametrize(
+    ("payload", "fragment"),
+    [
+        (b"not json", "not valid JSON"),
+        (b'{"a": ', "not valid JSON"),
+        (b"", "payload is empty, not JSON"),
+        (b"\xff\xfe", "not UTF-8 (byte 0xff at offset 0)"),
+        (b'{"a": "\xc3"}', "not UTF-8 (byte 0xc3 at offset 7)"),
+    ],
+)
+def test_decode_errors(payload: bytes, fragment: str) -> None:
+    with pytest.raises(DecodeError, match=re.escape(fragment)):
         Codec.decode(payload)
 
 
