@@ -18,3 +18,20 @@ def test_every_middleware_hook_is_documented() -> None:
     text = (DOCS / "middleware.md").read_text()
     missing = [hook for hook in ("setup", *PRE_HOOKS, *POST_HOOKS) if f"`{hook}" not in text]
     assert missing == [], f"docs/middleware.md does not mention {missing}"
+
+
+def test_every_test_the_reliability_table_cites_exists() -> None:
+    import re
+
+    text = (DOCS / "reliability.md").read_text()
+    table = text.split("## Bad input", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in table.splitlines() if line.startswith("| ") and "---" not in line]
+    assert len(rows) - 1 >= 15, "the bad-input table needs at least 15 rows"
+    root = DOCS.parent
+    cited = re.findall(r"`(tests/[\w/]+\.py)::(\w+)`", table)
+    assert len(cited) >= len(rows) - 1
+    for path, name in cited:
+        source = (root / path).read_text()
+        assert re.search(rf"^(async )?def {name}\(", source, re.M), f"{path}::{name} is missing"
+    for row in rows[1:]:
+        assert "`tests/" in row, f"a bad-input row cites no test: {row[:80]}"
