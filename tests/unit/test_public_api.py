@@ -19,3 +19,16 @@ def test_all_is_exactly_the_public_api() -> None:
 def test_configuration_error_is_a_value_error() -> None:
     assert issubclass(relay.ConfigurationError, ValueError)
     assert issubclass(relay.ConfigurationError, relay.RelayError)
+
+
+def test_only_the_pubsub_transport_package_imports_google() -> None:
+    import re
+    from pathlib import Path
+
+    package = Path(relay.__file__).parent
+    importers = sorted(
+        str(path.relative_to(package))
+        for path in package.rglob("*.py")
+        if re.search(r"^\s*(from|import) google\b", path.read_text(), re.M)
+    )
+    assert importers and all(p.startswith("transports/pubsub/") for p in importers), importers

@@ -1,0 +1,296 @@
+"""``PubSubTransport``: google-cloud-pubsub's clients behind relay's ``Transport``."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future
+from typing import Any
+
+from google.api_core import exceptions as gexc
+from google.api_core import retry as gretry
+from google.auth import exceptions as auth_exceptions
+from google.cloud import pubsub_v1
+
+from relay.errors import ConfigurationError, TransportError
+from relay.settings import Settings
+from relay.transports.base import FlowControl, MessageCallback, Stream, Transport
+from relay.transports.pubsub.admin import PubSubAdmin
+from relay.transports.pubsub.stream import InlineScheduler, PubSubStream, _Connectivity
+
+logger = logging.getLogger("relay.transports.pubsub")
+
+#: Errors a publish is retried on (the client library's own list).
+_RETRYABLE_PUBLISH_ERRORS = (
+    gexc.Aborted,
+    gexc.Cancelled,
+    gexc.DeadlineExceeded,
+    gexc.InternalServerError,
+    gexc.ResourceExhausted,
+    gexc.ServiceUnavailable,
+    gexc.Unknown,
+)
+
+
+class _BoundedRetry(gretry.Retry):
+    """A publish retry whose total deadline the client library cannot lift.
+
+    With message ordering enabled, ``PublisherClient.publish`` replaces the retry
+    deadline of *every* publish (ordered or not) with 2**32 seconds, so a publish
+    to an unreachable endpoint would never fail. relay promises that
+    ``PUBLISHER_RETRY_TIMEOUT`` bounds each publish, so this retry keeps its own.
+    """
+
+    def with_deadline(self, deadline: float | None) -> _BoundedRetry:
+        return self
+
+    def with_timeout(self, timeout: float | None) -> _BoundedRetry:
+        return self
+
+
+class PubSubTransport(PubSubAdmin, Transport):
+    """relay's transport over google-cloud-pubsub. Thread-safe; clients are lazy."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        publisher_client: Any = None,
+        subscriber_client: Any = None,
+    ) -> None:
+        """``publisher_client``/``subscriber_client``: google clients built by the
+        caller (say, on a gRPC channel with interceptors), used instead of building
+        them from the settings; the credentials settings do not apply to them. A
+        given publisher needs ``enable_message_ordering`` for ordering keys. The
+        transport closes them in ``close()``.
+        """
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._project: str | None = None
+        self._publisher: Any = publisher_client
+        self._subscriber: Any = subscriber_client
+        self._topic_paths: dict[str, str] = {}
+        self._streams: list[PubSubStream] = []
+        self._connectivity: _Connectivity | None = None
+        self._pending: set[Future[str]] = set()
+        self._closed = False
+        timeout = settings.publisher_retry_timeout
+        self._publish_timeout = timeout
+        self._publish_retry = _BoundedRetry(
+            initial=0.1,
+            maximum=min(60.0, timeout),
+            multiplier=4,
+            predicate=gretry.if_exception_type(*_RETRYABLE_PUBLISH_ERRORS),
+            timeout=timeout,
+        )
+
+    # ---------------------------------------------------------------- clients
+    @property
+    def project(self) -> str:
+        if self._project is None:
+            self._project = self.settings.project_id()
+        return self._project
+
+    def _client_kwargs(self) -> dict[str, Any]:
+        if self.settings.emulator_host:
+            # The client library switches to an insecure channel to the emulator
+            # by itself; any credentials or endpoint given here would be wrong.
+            return {}
+        kwargs: dict[str, Any] = {}
+        credentials = self._load_credentials()
+        if credentials is not None:
+            kwargs["credentials"] = credentials
+        if self.settings.client_options:
+            kwargs["client_options"] = dict(self.settings.client_options)
+        return kwargs
+
+    def _load_credentials(self) -> Any:
+        from google.oauth2 import service_account
+
+        s = self.settings
+        if s.gc_credentials_path:
+            try:
+                return service_account.Credentials.from_service_account_file(
+                    s.gc_credentials_path
+                )
+            except (OSError, ValueError, auth_exceptions.GoogleAuthError) as exc:
+                raise ConfigurationError(
+                    f"GC_CREDENTIALS_PATH={s.gc_credentials_path!r}: cannot load service-account "
+                    f"credentials ({type(exc).__name__}: {exc}); point it at a service-account "
+                    "key file (JSON), or unset it to use Application Default Credentials"
+                ) from exc
+        if s.gc_credentials_json:
+            try:
+                return service_account.Credentials.from_service_account_info(
+                    json.loads(s.gc_credentials_json)
+                )
+            except (ValueError, TypeError, auth_exceptions.GoogleAuthError) as exc:
+                raise ConfigurationError(
+                    f"GC_CREDENTIALS_JSON: not usable service-account credentials "
+                    f"({type(exc).__name__}: {exc}); paste a service-account key file's "
+                    "contents, or unset it to use Application Default Credentials"
+                ) from exc
+        return None
+
+    def _build(self, factory: Callable[..., Any], **options: Any) -> Any:
+        kwargs = self._client_kwargs()
+        try:
+            return factory(**options, **kwargs)
+        except auth_exceptions.DefaultCredentialsError as exc:
+            raise ConfigurationError(
+                f"no Google credentials were found ({exc}): set GC_CREDENTIALS_PATH to a "
+                "service-account key file or GC_CREDENTIALS_JSON to its contents, run "
+                "'gcloud auth application-default login', or set PUBSUB_EMULATOR_HOST to "
+                "use the emulator"
+            ) from exc
+
+    def _publisher_client(self) -> Any:
+        client = self._publisher
+        if client is None:
+            with self._lock:
+                if self._closed:
+                    raise TransportError("the transport is closed")
+                if self._publisher is None:
+                    self._publisher = self._build(
+                        pubsub_v1.PublisherClient,
+                        publisher_options=pubsub_v1.types.PublisherOptions(
+                            enable_message_ordering=True
+                        ),
+                    )
+                client = self._publisher
+        return client
+
+    def _subscriber_client(self) -> Any:
+        client = self._subscriber
+        if client is None:
+            with self._lock:
+                if self._closed:
+                    raise TransportError("the transport is closed")
+                if self._subscriber is None:
+                    self._subscriber = self._build(pubsub_v1.SubscriberClient)
+                client = self._subscriber
+        return client
+
+    @property
+    def endpoint(self) -> str:
+        """Where the clients connect: the emulator, a configured endpoint, or Google."""
+        options = self.settings.client_options or {}
+        return (
+            self.settings.emulator_host
+            or str(options.get("api_endpoint") or "")
+            or "pubsub.googleapis.com"
+        )
+
+    def topic_path(self, topic: str) -> str:
+        path = self._topic_paths.get(topic)
+        if path is None:
+            path = self._topic_paths[topic] = f"projects/{self.project}/topics/{topic}"
+        return path
+
+    def subscription_path(self, subscription: str) -> str:
+        return f"projects/{self.project}/subscriptions/{subscription}"
+
+    # ------------------------------------------------------------- publishing
+    def publish(
+        self, topic: str, data: bytes, attributes: Mapping[str, str], *, ordering_key: str = ""
+    ) -> Future[str]:
+        # Attribute names google's publish() takes as parameters are rejected by
+        # relay.limits.validate_attributes before they get here.
+        try:
+            future: Future[str] = self._publisher_client().publish(
+                self.topic_path(topic),
+                data,
+                ordering_key=ordering_key,
+                retry=self._publish_retry,
+                timeout=self._publish_timeout,
+                **attributes,
+            )
+        except ConfigurationError:
+            raise  # e.g. no credentials: the caller must see it now, not in a future
+        except Exception as exc:
+            failed: Future[str] = Future()
+            failed.set_exception(exc)
+            return failed
+        pending = self._pending
+        pending.add(future)
+        future.add_done_callback(pending.discard)
+        if ordering_key:
+            future.add_done_callback(
+                lambda f: self._resume_if_failed(f, topic, ordering_key)
+            )
+        return future
+
+    def _resume_if_failed(self, future: Future[str], topic: str, ordering_key: str) -> None:
+        """After a failed ordered publish google pauses the key (every later publish
+        with it fails at once); the failure has been reported, so resume it."""
+        if future.cancelled() or future.exception() is None:
+            return
+        client = self._publisher
+        if client is None:
+            return
+        try:
+            client.resume_publish(self.topic_path(topic), ordering_key)
+            logger.warning(
+                "an ordered publish to %s failed; ordering key %r resumed, so later messages "
+                "with that key are sent (the failed one is not: publish it again if needed)",
+                topic, ordering_key,
+            )
+        except Exception:
+            logger.exception("resuming ordering key %r on %s failed", ordering_key, topic)
+
+    # -------------------------------------------------------------- consuming
+    def subscribe(
+        self, subscription: str, on_message: MessageCallback, flow_control: FlowControl
+    ) -> Stream:
+        if self._closed:
+            raise TransportError("the transport is closed; build a new one to subscribe")
+        client = self._subscriber_client()
+        with self._lock:
+            if self._connectivity is None:
+                channel = getattr(getattr(client, "transport", None), "grpc_channel", None)
+                if channel is not None:
+                    self._connectivity = _Connectivity(channel)
+        stream = PubSubStream(subscription, on_message, self._connectivity)
+        stream._future = client.subscribe(
+            self.subscription_path(subscription),
+            stream._deliver,
+            flow_control=pubsub_v1.types.FlowControl(
+                max_bytes=flow_control.max_bytes,
+                max_messages=flow_control.max_messages,
+                max_lease_duration=flow_control.max_lease_duration,
+            ),
+            scheduler=InlineScheduler(),
+        )
+        with self._lock:
+            self._streams = [s for s in self._streams if not s.done()]
+            self._streams.append(stream)
+        return stream
+
+    # ---------------------------------------------------------------- closing
+    def close(self) -> None:
+        """Close open streams, flush pending publishes, close both clients."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            streams, self._streams = self._streams, []
+            publisher, subscriber = self._publisher, self._subscriber
+        for stream in streams:
+            stream.close(timeout=10)
+        if self._connectivity is not None:
+            self._connectivity.close()
+        if publisher is not None:
+            publisher.stop()  # sends what is still batched
+            pending = list(self._pending)
+            if pending:
+                _, not_done = concurrent.futures.wait(
+                    pending, timeout=self._publish_timeout + 1
+                )
+                if not_done:
+                    logger.warning("%d publish(es) unconfirmed at close", len(not_done))
+            publisher.transport.close()
+        if subscriber is not None:
+            subscriber.close()
