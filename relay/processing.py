@@ -259,8 +259,11 @@ class Processor:
         while True:
             try:
                 result: Any = await sub._func(message.data, **kwargs)
-            except asyncio.CancelledError:
-                received.nack()
+            except asyncio.CancelledError as exc:
+                # The worker's loop is going away (a stop past its drain timeout):
+                # hand the message back, and let post hooks close what pre hooks opened.
+                outcome = Outcome(Status.FAILURE, Action.NACK, _clock() - started, exception=exc)
+                self._finish(sub, message, received, outcome)
                 raise
             except BaseException as exc:
                 outcome = Outcome(Status.FAILURE, Action.NACK, _clock() - started, exception=exc)

@@ -175,11 +175,16 @@ class Publisher:
 
         message = OutgoingMessage(full_topic, data, merged, ordering_key, payload)
         chain = self.middleware
+        started = time.perf_counter()
         if chain.has("pre_publish"):
             chain.run("pre_publish", message)
-            validate_attributes(message.attributes)  # what middleware added counts too
+            try:
+                validate_attributes(message.attributes)  # what middleware added counts too
+            except ConfigurationError as exc:
+                # pre_publish ran, so its post hook must too (a span must end).
+                chain.run("post_publish_failure", message, exc, time.perf_counter() - started)
+                raise
 
-        started = time.perf_counter()
         size = len(message.payload)
         behaviour = settings.publisher_limit_behavior
         wait = settings.publisher_retry_timeout if behaviour == "block" else 0.0
@@ -201,8 +206,9 @@ class Publisher:
         settled = _Settled()
         try:
             future = self._send(message)
-        except BaseException:
+        except BaseException as exc:
             self._budget.release(size)
+            chain.run("post_publish_failure", message, exc, time.perf_counter() - started)
             raise
         future.add_done_callback(lambda f: self._on_done(f, message, started, settled, size))
 

@@ -1,5 +1,6 @@
 """Edge cases: drain timeouts, odd handlers and filters, settings corner cases."""
 
+import asyncio
 import subprocess
 import sys
 import textwrap
@@ -160,12 +161,47 @@ def test_attribute_names_google_cannot_send_are_rejected_on_every_transport(name
 
 def test_attributes_added_by_middleware_are_validated() -> None:
     transport = MemoryTransport()
+    rec = Recorder()
     pub = Publisher(
-        transport, settings=settings(), middleware=MiddlewareChain([AddsBadAttribute()])
+        transport, settings=settings(), middleware=MiddlewareChain([rec, AddsBadAttribute()])
     )
     with pytest.raises(ConfigurationError, match="'kind' is 2000 bytes"):
         pub.publish("orders", {}, kind="short")
     assert transport.published == []
+    # pre_publish ran, so post_publish_failure does too (a tracing span gets ended).
+    [(message, error)] = rec.hooks("post_publish_failure")
+    assert isinstance(error, ConfigurationError) and message.topic == "orders"
+
+
+def test_a_transport_that_raises_on_publish_still_fires_the_failure_hook() -> None:
+    class Misconfigured(MemoryTransport):
+        def publish(self, *args: Any, **kwargs: Any) -> Any:
+            raise ConfigurationError("GC_CREDENTIALS_PATH: cannot load service-account keys")
+
+    rec = Recorder()
+    pub = Publisher(Misconfigured(), settings=settings(), middleware=MiddlewareChain([rec]))
+    with pytest.raises(ConfigurationError, match="GC_CREDENTIALS_PATH"):
+        pub.publish("orders", {})
+    [(_, error)] = rec.hooks("post_publish_failure")
+    assert isinstance(error, ConfigurationError)
+    assert pub.outstanding == (0, 0)
+
+
+def test_an_async_handler_cancelled_from_inside_is_nacked_and_its_hooks_close() -> None:
+    rec = Recorder()
+
+    @sub(topic="orders")
+    async def cancelled(data: Any, **attrs: Any) -> None:
+        raise asyncio.CancelledError()
+
+    transport = MemoryTransport(redelivery_delay=60)
+    with Worker([cancelled], settings=settings(), transport=transport,
+                middleware=MiddlewareChain([rec])):
+        transport.publish("orders", b"{}", {}).result(1)
+        wait_for(lambda: transport.stats("orders")["nacked"] == 1)
+        wait_for(lambda: rec.hooks("post_process_message"))
+    [(_, outcome)] = rec.hooks("post_process_message")
+    assert isinstance(outcome.exception, asyncio.CancelledError)
 
 
 def test_configure_closes_the_app_it_replaces() -> None:
