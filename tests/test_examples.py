@@ -154,3 +154,88 @@ def test_class_based_subscriptions() -> None:
         ("avatar-uploaded-thumbnails", "thumbnails/64x64/ada.png"),
         ("photo-uploaded-thumbnails", "thumbnails/128x128/alps.jpg"),
     ]
+
+
+@pytest.mark.usefixtures("isolated_imports")
+def test_observability_example_traces_and_serves_prometheus_metrics(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The example's own settings (tracing, logging, metrics, the /metrics endpoint) on a
+    real Worker in memory: one trace across both topics, and Prometheus's scrape."""
+    import importlib.util
+    import time
+    import urllib.request
+
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    import relay
+    from relay.testing import memory_app
+
+    monkeypatch.setenv("METRICS_PORT", "0")  # any free port
+    spec = importlib.util.spec_from_file_location(
+        "observability_settings", EXAMPLES / "observability" / "settings.py"
+    )
+    assert spec is not None and spec.loader is not None
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    exporter = InMemorySpanExporter()  # next to the example's console exporter
+    example.tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    config = Settings.from_object(example)
+    subscriptions = discover(EXAMPLES / "observability", settings=config)
+
+    def names() -> list[str]:
+        return sorted(s.name for s in exporter.get_finished_spans())
+
+    try:
+        with memory_app(config) as env, env.worker(subscriptions):
+            server = example.metrics_endpoint.server
+            assert server is not None, "pre_worker_start did not start the endpoint"
+            relay.publish("orders", {"id": 1, "amount": 30})
+            relay.publish("orders", {"id": 2, "amount": 99}, priority="high")
+            deadline = time.monotonic() + 10
+            while names().count("process observability-invoices") < 2:
+                assert time.monotonic() < deadline, names()
+                time.sleep(0.01)
+            url = f"http://127.0.0.1:{server.server_port}/metrics"
+            with urllib.request.urlopen(url, timeout=10) as response:
+                scrape = response.read().decode()
+        assert example.metrics_endpoint.server is None  # closed by post_worker_stop
+    finally:
+        example.meter_provider.shutdown()
+        example.tracer_provider.shutdown()
+
+    spans = {s.get_span_context().span_id: s for s in exporter.get_finished_spans()}
+    for invoice in [s for s in spans.values() if s.name == "process observability-invoices"]:
+        # walk up: process invoices <- send invoices <- process orders <- send orders
+        chain = [invoice.name]
+        span = invoice
+        while span.parent is not None:
+            span = spans[span.parent.span_id]
+            chain.append(span.name)
+        assert chain == ["process observability-invoices", "send invoices",
+                         "process observability-orders", "send orders"]
+    assert names().count("process observability-orders-priority") == 2
+
+    def sample(line_start: str, **labels: str) -> float:
+        for line in scrape.splitlines():
+            if line.startswith(line_start + "{") and all(
+                f'{k}="{v}"' in line for k, v in labels.items()
+            ):
+                return float(line.rsplit(" ", 1)[1])
+        raise AssertionError(f"no {line_start} {labels} in the scrape:\n{scrape}")
+
+    assert sample("messaging_client_sent_messages_total", messaging_destination_name="orders",
+                  relay_outcome="success") == 2
+    assert sample("messaging_client_sent_messages_total", messaging_destination_name="invoices",
+                  relay_outcome="success") == 2
+    assert sample("messaging_client_consumed_messages_total",
+                  messaging_destination_subscription_name="observability-orders-priority",
+                  relay_outcome="skipped") == 1
+    assert sample("messaging_client_consumed_messages_total",
+                  messaging_destination_subscription_name="observability-orders-priority",
+                  relay_outcome="success") == 1
+    assert sample("messaging_process_duration_seconds_count",
+                  messaging_destination_subscription_name="observability-invoices") == 2
+    assert sample("messaging_client_operation_duration_seconds_count",
+                  messaging_destination_name="orders", messaging_operation_name="send") == 2
