@@ -59,7 +59,6 @@ EXIT_DIFFERS = 3
 EMULATOR_PROJECT = "relay-local"
 #: The line ``run`` prints once the worker is consuming (scripts wait for it).
 READY = "relay-cli: worker running; press Ctrl-C (or send SIGTERM) to stop"
-LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 logger = logging.getLogger("relay.cli")
 

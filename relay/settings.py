@@ -69,7 +69,7 @@ class Settings:
     #: Default Credentials. Ignored when PUBSUB_EMULATOR_HOST is set.
     gc_credentials_path: str | None = None
     #: The service-account JSON itself, as a string (for secrets in env vars).
-    gc_credentials_json: str | None = None
+    gc_credentials_json: str | None = field(default=None, repr=False)
     #: Regions where Pub/Sub may store messages of topics relay creates.
     gc_storage_regions: tuple[str, ...] = ()
     #: Default subscription-name prefix when @sub gives none.

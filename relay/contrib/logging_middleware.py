@@ -1,8 +1,10 @@
 """``LoggingMiddleware`` (the default) and ``VerboseLoggingMiddleware``.
 
-Every record goes to the ``relay`` logger tree with ``extra`` fields an operator
-can index: ``event``, ``topic``, ``subscription``, ``message_id``, ``status``,
-``duration_ms``. Payloads are logged only on failure, and then truncated
+Every record goes to the ``relay.events`` logger with ``extra`` fields an
+operator can index: ``operation`` (``publish``, ``process`` or ``worker_stop``),
+``topic``, ``subscription``, ``message_id``, ``status``, ``duration_ms``
+(``relay.logs.JsonFormatter`` writes them as JSON keys; the text format shows
+only the message). Payloads are logged only on failure, and then truncated
 (``relay.message.PAYLOAD_PREVIEW_BYTES``); ``VerboseLoggingMiddleware`` also
 logs a truncated payload on success.
 """
@@ -84,16 +86,16 @@ class LoggingMiddleware(BaseMiddleware):
     def pre_worker_stop(self, worker: Worker) -> None:
         self.logger.info(
             "stopping worker with %d subscription(s)", len(worker.subscriptions),
-            extra={"event": "worker_stop"},
+            extra={"operation": "worker_stop"},
         )
 
     @staticmethod
     def _extra(
-        event: str, topic: str, subscription: str | None, message_id: str | None,
+        operation: str, topic: str, subscription: str | None, message_id: str | None,
         status: str, elapsed: float,
     ) -> dict[str, Any]:
         return {
-            "event": event,
+            "operation": operation,
             "topic": topic,
             "subscription": subscription,
             "message_id": message_id,

@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Literal
 
@@ -77,6 +78,8 @@ logger = logging.getLogger("relay.contrib.tracing")
 
 #: Instrumentation scope of relay's spans and metrics.
 SCOPE = "relay"
+#: Seconds between looks for a global tracer provider while there is none.
+RECHECK_INTERVAL = 1.0
 
 # Attribute names and values, from the semantic conventions cited above.
 MESSAGING_SYSTEM = "messaging.system"
@@ -172,11 +175,22 @@ class TracingMiddleware(BaseMiddleware):
         self._fields: tuple[TextMapPropagator | None, frozenset[str]] = (None, frozenset())
         self._warned = False
         self._warn_lock = threading.Lock()
+        self._next_check = 0.0
 
     def _tracing(self) -> bool:
-        """Whether spans are made: a provider other than a no-op is there."""
+        """Whether spans are made: a provider other than a no-op is there.
+
+        Without one, the global provider is looked up again at most once a
+        second (the lookup reads the environment, which costs more than the
+        rest of a no-op hook): a provider installed later is picked up within
+        a second.
+        """
         if self._enabled:
             return True
+        now = time.monotonic()
+        if now < self._next_check:
+            return False
+        self._next_check = now + RECHECK_INTERVAL
         provider = self._provider if self._provider is not None else trace.get_tracer_provider()
         if _is_noop(provider):
             return False

@@ -41,6 +41,10 @@ CHILD = textwrap.dedent(
     trace.set_tracer_provider(tracer_provider)
     reader = InMemoryMetricReader()
     metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+    # Tracing looks for a global provider at most once a second while it has none.
+    import time
+    from relay.contrib.tracing import RECHECK_INTERVAL
+    time.sleep(RECHECK_INTERVAL + 0.1)
 
     @relay.sub(topic="orders")
     def handle(data, **attrs):

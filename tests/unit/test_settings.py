@@ -136,3 +136,10 @@ def test_settings_are_frozen_and_replace_validates() -> None:
 def test_constructor_validates_too() -> None:
     with pytest.raises(ConfigurationError, match="CONCURRENCY"):
         Settings(concurrency=0)
+
+
+def test_the_credentials_json_is_not_in_the_repr() -> None:
+    secret = '{"type": "service_account", "private_key": "-----BEGIN PRIVATE KEY-----abc"}'
+    s = Settings.load(environ={}, gc_credentials_json=secret)
+    assert s.gc_credentials_json == secret
+    assert "PRIVATE KEY" not in repr(s) and "gc_credentials_json" not in repr(s)
