@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from relay.errors import ConfigurationError
 from relay.middleware import MiddlewareChain
-from relay.settings import Settings, _import_string
+from relay.setting_values import import_string
+from relay.settings import Settings
 from relay.transports.base import Transport
 
 if TYPE_CHECKING:
@@ -38,7 +39,7 @@ def build_transport(settings: Settings) -> Transport:
         from relay.transports.memory import MemoryTransport
 
         return MemoryTransport()
-    cls = _import_string(name, "TRANSPORT")
+    cls = import_string(name, "TRANSPORT")
     transport = cls(settings)
     if not isinstance(transport, Transport):
         raise ConfigurationError(

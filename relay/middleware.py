@@ -111,9 +111,9 @@ POST_HOOKS = (
 def _instantiate(item: Any, settings: Settings) -> BaseMiddleware:
     obj = item
     if isinstance(item, str):
-        from relay.settings import _import_string
+        from relay.setting_values import import_string
 
-        obj = _import_string(item, "MIDDLEWARE")
+        obj = import_string(item, "MIDDLEWARE")
     if isinstance(obj, type):
         if not issubclass(obj, BaseMiddleware):
             raise ConfigurationError(
