@@ -239,6 +239,11 @@ def validate(s: Settings) -> None:
             ) from None
         if not isinstance(info, dict):
             raise ConfigurationError("GC_CREDENTIALS_JSON must be a JSON object (a key file)")
+    for name, kind in _FIELD_KINDS.items():
+        if kind is bool and not isinstance(getattr(s, name), bool):
+            raise ConfigurationError(
+                f"{name.upper()}: expected True or False, got {getattr(s, name)!r}"
+            )
     for name, choices in _CHOICES.items():
         if getattr(s, name) not in choices:
             raise ConfigurationError(

@@ -143,3 +143,10 @@ def test_the_credentials_json_is_not_in_the_repr() -> None:
     s = Settings.load(environ={}, gc_credentials_json=secret)
     assert s.gc_credentials_json == secret
     assert "PRIVATE KEY" not in repr(s) and "gc_credentials_json" not in repr(s)
+
+
+def test_the_constructor_checks_booleans_and_choices_too() -> None:
+    with pytest.raises(ConfigurationError, match="DEAD_LETTER_KEEP: expected True or False"):
+        Settings(dead_letter_keep="no")  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="PROVISIONING: 'apply'"):
+        Settings(provisioning="apply")
