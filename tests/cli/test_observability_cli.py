@@ -12,12 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from relay.cli import READY
 from tests.cli.conftest import Project
 from tests.cli.test_process import Running
+from tests.keys import service_account_key
 
 SUBS = """
 from relay import BaseMiddleware, sub
@@ -156,26 +155,12 @@ def test_log_format_setting_and_the_flag_that_overrides_it(project: Project) -> 
     assert '"event"' not in flag.output()
 
 
-def _key_json(tmp_path: Path) -> tuple[str, str]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
-    info = {
-        "type": "service_account", "project_id": "relay-secret-test", "private_key": pem,
-        "private_key_id": "0123456789abcdef", "client_id": "1",
-        "client_email": "worker@relay-secret-test.iam.gserviceaccount.com",
-        "token_uri": "http://127.0.0.1:9/token",
-    }
-    return json.dumps(info), pem
-
-
 def test_debug_logs_of_a_worker_with_credentials_hold_no_key(
     project: Project, tmp_path: Path
 ) -> None:
     project.write("subs.py", SUBS)
-    secret, pem = _key_json(tmp_path)
+    info, pem = service_account_key()
+    secret = json.dumps(info)
     cli = Running(
         project, "run", "--settings", "subs", "--log-level", "DEBUG", "--log-format", "json",
         "--health-port", "0", env={"RELAY_GC_CREDENTIALS_JSON": secret},

@@ -12,8 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -24,6 +22,7 @@ from relay.contrib.tracing import TracingMiddleware
 from relay.logs import JsonFormatter, TextFormatter, configure_logging
 from relay.message import PAYLOAD_PREVIEW_BYTES
 from relay.transports.memory import MemoryTransport
+from tests.keys import service_account_key
 
 from .helpers import settings, wait_for
 
@@ -218,27 +217,12 @@ def test_payloads_are_logged_as_a_truncated_preview_only(json_log: Capture) -> N
         assert re.search(r"\.\.\. \(\d+ bytes\)$", event), event
 
 
-def _service_account_key(tmp_path: Path) -> tuple[dict[str, Any], str]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
-    info = {
-        "type": "service_account", "project_id": "relay-secret-test",
-        "private_key_id": "0123456789abcdef", "private_key": pem,
-        "client_email": "worker@relay-secret-test.iam.gserviceaccount.com",
-        "client_id": "1", "token_uri": "http://127.0.0.1:9/token",
-    }
-    return info, pem
-
-
 @pytest.mark.parametrize("how", ["GC_CREDENTIALS_JSON", "GC_CREDENTIALS_PATH"])
 def test_credentials_never_reach_the_logs_even_at_debug(
     json_log: Capture, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str
 ) -> None:
     monkeypatch.delenv("PUBSUB_EMULATOR_HOST", raising=False)  # credentials are loaded
-    info, pem = _service_account_key(tmp_path)
+    info, pem = service_account_key()
     if how == "GC_CREDENTIALS_JSON":
         secret: dict[str, Any] = {"gc_credentials_json": json.dumps(info)}
     else:
