@@ -171,6 +171,13 @@ def coerce(name: str, value: Any) -> Any:
                 "Transport class"
             )
         return value
+    if name == "flow_max_lease_extension":
+        number = _as_number(name, value, float, 0, 600)
+        if 0 < number < 10:
+            raise ConfigurationError(
+                f"{key}: {value!r}; expected 0 (the client's default) or 10 to 600 seconds"
+            )
+        return number
     if name == "health_port":
         if value is None or value == "":
             return None

@@ -82,6 +82,9 @@ class FlowControl:
     max_messages: int = 100
     max_bytes: int = 100 * 1024 * 1024
     max_lease_duration: float = 3600.0
+    #: Longest single lease extension, in seconds; 0: the client's default (60 s on
+    #: Pub/Sub). Shorter means a crashed worker's messages come back sooner.
+    max_lease_extension: float = 0.0
 
 
 @dataclass(frozen=True)
