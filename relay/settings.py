@@ -89,8 +89,8 @@ class Settings:
     flow_max_messages: int = 100
     flow_max_bytes: int = 100 * 1024 * 1024
     flow_max_lease_duration: float = 3600.0
-    #: Longest single lease extension (10..600 s); 0: the client's default, 60 s.
-    #: It is also how soon Pub/Sub redelivers what a crashed worker held.
+    #: Longest single lease extension (10..600 s); 0: the subscription's ack
+    #: deadline. It is also how soon Pub/Sub redelivers what a crashed worker held.
     flow_max_lease_extension: float = 0.0
     #: Seconds stop() waits for in-flight handlers before it gives up on them.
     drain_timeout: float = 30.0

@@ -19,6 +19,7 @@ CLI's job (``relay.cli``).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 import threading
@@ -188,9 +189,15 @@ class Worker:
 
     def _open(self, state: StreamState) -> None:
         sub = state.subscription
-        state.stream = self.transport.subscribe(
-            sub.name, self._callback_for(sub), self.settings.flow_control
-        )
+        flow = self.settings.flow_control
+        if not flow.max_lease_extension:
+            # Lease in steps of the subscription's ack deadline, so ACK_DEADLINE is
+            # also how soon a crashed or cut-off worker's messages come back
+            # (google's client would otherwise use 60 s whatever the deadline).
+            flow = dataclasses.replace(
+                flow, max_lease_extension=sub.ack_deadline or self.settings.ack_deadline
+            )
+        state.stream = self.transport.subscribe(sub.name, self._callback_for(sub), flow)
         state.state = "open"
         state.opened_at = time.monotonic()
 

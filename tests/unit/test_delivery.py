@@ -271,3 +271,27 @@ def test_exactly_once_acks_that_succeed_report_nothing() -> None:
     assert rec.hooks("post_ack_failure") == []
     spec = transport.get_subscription("orders")
     assert spec is not None and spec.enable_exactly_once_delivery
+
+
+def test_streams_lease_in_steps_of_the_ack_deadline_unless_told_otherwise() -> None:
+    class Recording(MemoryTransport):
+        def __init__(self) -> None:
+            super().__init__()
+            self.flows: dict[str, FlowControl] = {}
+
+        def subscribe(self, subscription: str, on_message: Any, flow_control: FlowControl) -> Any:
+            self.flows[subscription] = flow_control
+            return super().subscribe(subscription, on_message, flow_control)
+
+    def noop(data: Any, **attrs: Any) -> None: ...
+
+    subs = [sub(topic="orders")(noop), sub(topic="orders", suffix="slow", ack_deadline=120)(noop)]
+    transport = Recording()
+    with Worker(subs, settings=settings(ack_deadline=20), transport=transport):
+        pass
+    assert transport.flows["orders"].max_lease_extension == 20
+    assert transport.flows["orders-slow"].max_lease_extension == 120
+    transport = Recording()
+    with Worker(subs, settings=settings(flow_max_lease_extension=30), transport=transport):
+        pass
+    assert {f.max_lease_extension for f in transport.flows.values()} == {30}

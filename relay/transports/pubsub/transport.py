@@ -261,7 +261,7 @@ class PubSubTransport(PubSubAdmin, Transport):
                 max_bytes=flow_control.max_bytes,
                 max_messages=flow_control.max_messages,
                 max_lease_duration=flow_control.max_lease_duration,
-                max_duration_per_lease_extension=flow_control.max_lease_extension,
+                max_duration_per_lease_extension=int(flow_control.max_lease_extension),
             ),
             scheduler=InlineScheduler(),
         )
