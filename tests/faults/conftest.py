@@ -1,0 +1,68 @@
+"""Fixtures for the fault tests: crash, drain and partition, on the real emulator.
+
+The emulator itself, ``unique_name`` and ``wait_for`` come from
+``tests/conftest.py``; the pieces the benchmark shares (the worker process, the
+records its handler writes, the proxy, ``Direct``) from ``helpers.py`` and
+``proxy.py``. Every worker process and proxy a test starts is stopped after it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from relay.emulator import Emulator
+from tests.conftest import EMULATOR_PROJECT
+from tests.faults.helpers import Direct, WorkerProcess, worker_env
+from tests.faults.proxy import TcpProxy
+
+
+@pytest.fixture
+def direct(pubsub_emulator: Emulator) -> Iterator[Direct]:
+    """Provision and publish straight to the emulator (never through a proxy)."""
+    with Direct(pubsub_emulator.address, EMULATOR_PROJECT) as made:
+        yield made
+
+
+@pytest.fixture
+def records(tmp_path: Path) -> Path:
+    """The file the worker app's handler appends its ``start``/``done`` lines to."""
+    return tmp_path / "records.txt"
+
+
+@pytest.fixture
+def spawn_worker(
+    pubsub_emulator: Emulator, records: Path, tmp_path: Path
+) -> Iterator[Callable[..., WorkerProcess]]:
+    """``spawn_worker(topic, sleep=0, wire_log=None, **settings)``: ``relay-cli run``
+    on the faults app (see ``helpers.worker_env``).
+
+    ``settings`` become ``RELAY_*`` variables (ACK_DEADLINE is 10 unless given).
+    Each process logs to its own file in ``tmp_path``.
+    """
+    spawned: list[WorkerProcess] = []
+
+    def spawn(
+        topic: str, *, sleep: float = 0.0, wire_log: Path | None = None, **settings: Any
+    ) -> WorkerProcess:
+        env = worker_env(
+            pubsub_emulator.address, project=EMULATOR_PROJECT, topic=topic, records=records,
+            sleep=sleep, wire_log=wire_log, settings=settings,
+        )
+        worker = WorkerProcess(env, tmp_path / f"worker-{len(spawned)}.log")
+        spawned.append(worker)
+        return worker
+
+    yield spawn
+    for worker in spawned:
+        worker.stop()
+
+
+@pytest.fixture
+def proxy(pubsub_emulator: Emulator) -> Iterator[TcpProxy]:
+    """A ``TcpProxy`` in front of the emulator."""
+    with TcpProxy(pubsub_emulator.address) as started:
+        yield started

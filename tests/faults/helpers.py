@@ -1,0 +1,261 @@
+"""What the fault tests and ``bench/bench_reliability.py`` share (no pytest here).
+
+* ``WorkerProcess``: ``relay-cli run`` on the app in ``tests/faults/app`` in a
+  subprocess, to be killed, signalled and waited for.
+* ``read_records``: what that app's handler wrote (``start``/``done`` lines).
+* ``Direct``: relay on the emulator for the test's own side (provisioning,
+  publishing, a short re-consume), over gRPC channels opened on the emulator's
+  address itself, so it never goes through a proxy whatever
+  ``PUBSUB_EMULATOR_HOST`` says.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import relay
+from relay.cli import READY
+
+APP_ROOT = Path(__file__).resolve().parent / "app"
+REPO_ROOT = APP_ROOT.parent.parent.parent
+
+
+class WorkerFailed(AssertionError):
+    """The worker process did not do what was expected; the message has its log."""
+
+
+# -------------------------------------------------------------------- records
+@dataclass(frozen=True)
+class Record:
+    kind: str  # "start" | "done"
+    ident: int
+    pid: int
+    at: float  # time.time() in the worker
+
+
+def read_records(path: Path) -> list[Record]:
+    """Every complete line the app wrote (a line still being written is skipped)."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return []
+    records = []
+    for line in text.splitlines(keepends=True):
+        if not line.endswith("\n"):
+            continue
+        kind, ident, pid, at = line.split()
+        records.append(Record(kind, int(ident), int(pid), float(at)))
+    return records
+
+
+def done_counts(records: Iterable[Record]) -> Counter[int]:
+    """How many times each id's handler finished."""
+    return Counter(r.ident for r in records if r.kind == "done")
+
+
+def duplicates(counts: Counter[int]) -> dict[int, int]:
+    """``{id: times}`` for every id handled more than once."""
+    return {ident: n for ident, n in sorted(counts.items()) if n > 1}
+
+
+# ------------------------------------------------------------ worker process
+def worker_env(
+    emulator_host: str, *, project: str, topic: str, records: Path, sleep: float = 0.0,
+    wire_log: Path | None = None, settings: dict[str, Any] | None = None,
+) -> dict[str, str]:
+    """The environment of a ``relay-cli run`` on the faults app.
+
+    The test's own ``RELAY_*`` variables are dropped; ``settings`` become
+    ``RELAY_<KEY>`` variables (ACK_DEADLINE defaults to 10, the minimum, so the
+    lease of a killed worker's messages lapses soon). With ``wire_log``, the
+    worker runs on ``tests.faults.wire.WireLoggedTransport``, which logs there
+    the acks and nacks the emulator accepted.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RELAY_")}
+    env.update(
+        PUBSUB_EMULATOR_HOST=emulator_host,
+        RELAY_GC_PROJECT_ID=project,
+        GC_PROJECT_ID=project,
+        FAULTS_TOPIC=topic,
+        FAULTS_RECORDS=str(records),
+        FAULTS_SLEEP=str(sleep),
+        # Metadata-server probes fail fast on loopback (nothing should probe).
+        NO_GCE_CHECK="true",
+        GCE_METADATA_HOST="127.0.0.1:1",
+        GCE_METADATA_IP="127.0.0.1:1",
+    )
+    env.pop("GOOGLE_APPLICATION_CREDENTIALS", None)
+    # relay leases in steps of the ack deadline: what a killed or cut-off stream
+    # held comes back after 10 s (google's client alone would use 60 s).
+    merged: dict[str, Any] = {"ACK_DEADLINE": 10, **(settings or {})}
+    if wire_log is not None:
+        env["FAULTS_WIRE_LOG"] = str(wire_log)
+        merged["TRANSPORT"] = "tests.faults.wire.WireLoggedTransport"
+    env.update({f"RELAY_{key.upper()}": str(value) for key, value in merged.items()})
+    return env
+
+
+class WorkerProcess:
+    """``python -m relay.cli run --root tests/faults/app`` in the background.
+
+    Its stdout and stderr go to ``log``. ``stop()`` (and leaving the ``with``
+    block) makes sure it is gone: SIGTERM, then SIGKILL.
+    """
+
+    def __init__(self, env: dict[str, str], log: Path, *, log_level: str = "INFO") -> None:
+        self.log = log
+        with log.open("w") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "relay.cli", "run", "--root", str(APP_ROOT),
+                 "--log-level", log_level],
+                cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        """Until it prints the READY line (it is consuming); fails if it exits first."""
+        self.wait_until(lambda: READY in self.output(), timeout, "the worker to be ready")
+
+    def wait_until(self, predicate: Callable[[], object], timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if self.process.poll() is not None:
+                raise WorkerFailed(
+                    f"the worker exited {self.process.returncode} while waiting for {what}:\n"
+                    f"{self.output()[-4000:]}"
+                )
+            if time.monotonic() > deadline:
+                raise WorkerFailed(
+                    f"timed out after {timeout} s waiting for {what}:\n{self.output()[-4000:]}"
+                )
+            time.sleep(0.02)
+
+    def kill(self) -> None:
+        """``kill -9``: no handler, no drain, no flush."""
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(30)
+
+    def terminate(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+
+    def wait(self, timeout: float = 60.0) -> int:
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.stop()
+            raise WorkerFailed(
+                f"the worker did not exit within {timeout} s:\n{self.output()[-4000:]}"
+            ) from None
+
+    def stop(self) -> None:
+        if self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(15)
+
+    def __enter__(self) -> WorkerProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+# ------------------------------------------------------------ the test's side
+def subscription_for(topic: str, handler: Callable[..., Any]) -> relay.Subscription:
+    """A subscription declared like the app's (named after the topic), on ``handler``."""
+    return relay.sub(topic)(handler)
+
+
+class Direct:
+    """relay straight on the emulator: provision, publish, re-consume."""
+
+    def __init__(self, emulator_address: str, project: str, **settings: Any) -> None:
+        """``settings``: relay settings for provisioning (ACK_DEADLINE defaults to 10,
+        as in ``worker_env``), to match the worker's so that it changes nothing."""
+        import grpc
+        from google.cloud import pubsub_v1
+        from google.pubsub_v1.services.publisher.transports import PublisherGrpcTransport
+        from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcTransport
+
+        from relay.transports.pubsub import PubSubTransport
+
+        settings = {"ack_deadline": 10, "middleware": [], **settings}
+        self.settings = relay.Settings.load(environ={}, gc_project_id=project, **settings)
+        publisher = pubsub_v1.PublisherClient(
+            batch_settings=pubsub_v1.types.BatchSettings(max_messages=500, max_latency=0.01),
+            transport=PublisherGrpcTransport(channel=grpc.insecure_channel(emulator_address)),
+        )
+        subscriber = pubsub_v1.SubscriberClient(
+            transport=SubscriberGrpcTransport(channel=grpc.insecure_channel(emulator_address))
+        )
+        self.transport = PubSubTransport(
+            self.settings, publisher_client=publisher, subscriber_client=subscriber
+        )
+        self.publisher = relay.Publisher(
+            self.transport, settings=self.settings, middleware=relay.MiddlewareChain([])
+        )
+
+    def provision(self, topic: str) -> None:
+        """The topic and the app's subscription on it, before anything is published."""
+        relay.Worker(
+            [subscription_for(topic, _ignore)], settings=self.settings, transport=self.transport
+        ).setup()
+
+    def publish_ids(self, topic: str, ids: Iterable[int], timeout: float = 120.0) -> None:
+        """Publish ``{"id": n}`` for each id and wait until Pub/Sub has every one."""
+        futures = [self.publisher.publish(topic, {"id": n}) for n in ids]
+        for future in futures:
+            future.result(timeout=timeout)
+
+    def consume(self, topic: str, seconds: float) -> list[int]:
+        """Ids delivered on the app's subscription within ``seconds`` (acked)."""
+        seen: list[int] = []
+        lock = threading.Lock()
+
+        def handler(data: Any, **attrs: Any) -> None:
+            with lock:
+                seen.append(data["id"])
+
+        worker = relay.Worker(
+            [subscription_for(topic, handler)], settings=self.settings, transport=self.transport
+        )
+        worker.start()
+        try:
+            time.sleep(seconds)
+        finally:
+            worker.stop(timeout=10)
+        return seen
+
+    def close(self) -> None:
+        self.transport.close()
+
+    def __enter__(self) -> Direct:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _ignore(data: Any, **attrs: Any) -> None:
+    return None

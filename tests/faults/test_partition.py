@@ -1,0 +1,103 @@
+"""A network partition between a running worker and Pub/Sub: it recovers by itself.
+
+The worker runs in this process and reaches the emulator through ``TcpProxy``
+(its ``PUBSUB_EMULATOR_HOST`` is the proxy); the test publishes straight to the
+emulator. ``cut()`` closes the worker's connections and refuses new ones for a
+few seconds while more messages are published; after ``restore()`` the same
+worker, never restarted, must process every message.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from typing import Any
+
+import pytest
+
+import relay
+from tests.conftest import EMULATOR_PROJECT
+from tests.faults.helpers import Direct, duplicates, subscription_for
+from tests.faults.proxy import TcpProxy
+
+# Quarantined (not in the default run; `./scripts/test.sh -m quarantine` runs it):
+# the emulator (0.8.20) never drops a streaming pull that has ended and keeps
+# handing it messages, sometimes over and over, so this fails intermittently on
+# the emulator however relay behaves. Measured after the lease fix: crash 3 of 4
+# runs passed, partition 1 of 4. See docs/reliability.md, "Fault tests".
+pytestmark = [pytest.mark.emulator, pytest.mark.quarantine, pytest.mark.timeout(180)]
+
+BEFORE, DURING = range(0, 40), range(40, 80)
+#: How long the partition lasts: less than the stream's ack deadline. With a
+#: longer cut the emulator (0.8.20) hands the messages to the broken stream again
+#: each time they come back, and the reconnected worker can wait for minutes
+#: (measured with 10 s cuts): an emulator bug, not something relay controls.
+CUT_SECONDS = 5.0
+#: Seconds to wait after the restore for every message: generous. The emulator
+#: (0.8.20) hands messages published during the cut to the stream the cut broke
+#: and takes them back only when that stream's ack deadline passes; with the
+#: stream's deadline at ACK_DEADLINE (10 s) they arrive about 5 s after the
+#: restore (measured), with google's default of 60 s only a minute or more later.
+RECOVERY_WAIT = 60.0
+
+
+def _state(worker: relay.Worker) -> str:
+    (sub,) = worker.status()["subscriptions"]
+    return str(sub["state"])
+
+
+def test_a_worker_recovers_from_a_partition_without_a_restart(
+    direct: Direct, proxy: TcpProxy, unique_name, wait_for, monkeypatch
+) -> None:
+    topic = unique_name("partition")
+    direct.provision(topic)
+    seen: Counter[int] = Counter()
+    lock = threading.Lock()
+
+    def handler(data: Any, **attrs: Any) -> None:
+        with lock:
+            seen[data["id"]] += 1
+
+    def handled() -> set[int]:
+        with lock:
+            return set(seen)
+
+    # google's client reads PUBSUB_EMULATOR_HOST when the worker builds it.
+    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", proxy.address)
+    settings = relay.Settings.load(
+        environ={}, gc_project_id=EMULATOR_PROJECT, middleware=[], ack_deadline=10
+    )
+    worker = relay.Worker([subscription_for(topic, handler)], settings=settings)
+    worker.start()
+    try:
+        direct.publish_ids(topic, BEFORE)
+        wait_for(lambda: handled() >= set(BEFORE), timeout=30, what="the messages before")
+        assert _state(worker) == "open"
+
+        proxy.cut()
+        cut_at = time.monotonic()
+        direct.publish_ids(topic, DURING)
+        # relay sees the outage on the subscriber channel (google's client keeps
+        # reconnecting on its own, so the stream itself never fails).
+        wait_for(lambda: _state(worker) == "connecting", timeout=CUT_SECONDS,
+                 what="the worker to report the outage")
+        time.sleep(max(0.0, CUT_SECONDS - (time.monotonic() - cut_at)))
+        assert not handled() & set(DURING), "messages got through the partition"
+        during = proxy.stats()
+        proxy.restore()
+        restored_at = time.monotonic()
+
+        wait_for(lambda: handled() >= set(BEFORE) | set(DURING), timeout=RECOVERY_WAIT,
+                 what="every message after the partition")
+        recovered_in = time.monotonic() - restored_at
+        wait_for(lambda: _state(worker) == "open", timeout=10, what="the stream to be open")
+    finally:
+        worker.stop(timeout=10)
+
+    after = proxy.stats()
+    print(f"\npartition: all processed {recovered_in:.1f} s after the restore; "
+          f"duplicates {duplicates(seen)}; proxy {after}")
+    assert during.refused > 0  # the worker tried to reconnect during the cut, and could not
+    assert after.connections > during.connections  # and reconnected by itself after it
+    assert worker.status()["subscriptions"][0]["failures"] == 0  # no stream restart needed
