@@ -306,8 +306,10 @@ def render(results: dict[str, dict[str, Any]], command: str, started: dt.datetim
         "messages are still on the subscription. The emulator (0.8.20) keeps handing",
         "messages to a streaming pull that has ended (a killed worker's, or the one a",
         "partition broke) and takes them back only when that stream's ack deadline",
-        "passes, which google's client sets to 60 s whatever `ACK_DEADLINE` says; see",
-        "`tests/faults/test_crash.py` and `test_partition.py`.",
+        "passes (relay leases in steps of `ACK_DEADLINE`, 10 s here), often to hand",
+        "them to the dead stream again; see `tests/faults/test_crash.py` and",
+        "`test_partition.py`. On Pub/Sub itself they would be redelivered to the",
+        "live worker once the lease lapses; this run could not show that.",
         "",
         "| scenario | figure |", "|---|---|",
     ]
