@@ -10,7 +10,6 @@ import asyncio
 import itertools
 import logging
 import threading
-import time
 from typing import Any
 
 import pytest
@@ -24,6 +23,7 @@ from relay import Action, ConfigurationError, PublishError, Status
 from relay.contrib.logging_middleware import LoggingMiddleware
 from relay.contrib.tracing import TracingMiddleware
 from relay.testing import memory_app
+from tests.conftest import _wait_for as wait_until
 
 from .conftest import Spans
 
@@ -35,17 +35,6 @@ class OrderRejected(Exception):
 def traceparent_of(span: Any) -> str:
     ctx = span.get_span_context()
     return f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{ctx.trace_flags:02x}"
-
-
-def wait_until(predicate: Any, timeout: float = 10.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what or predicate}")
-        time.sleep(0.01)
 
 
 def test_rejects_an_unknown_parent_mode() -> None:
