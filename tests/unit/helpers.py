@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from typing import Any
 
 from relay import BaseMiddleware, Settings
+from relay.transports.memory import MemoryTransport
 
 
 class Recorder(BaseMiddleware):
@@ -83,3 +85,23 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 5.0, interval: float
 def settings(**kw: Any) -> Settings:
     """Settings for a test: no environment, a fixed project id, ``kw`` on top."""
     return Settings.load(environ={}, gc_project_id="relay-test", **kw)
+
+
+class StalledTransport(MemoryTransport):
+    """Publishes never confirm until the test says so (a slow or unreachable Pub/Sub)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waiting: list[Future[str]] = []
+
+    def publish(
+        self, topic: str, data: bytes, attributes: Mapping[str, str], *, ordering_key: str = ""
+    ) -> Future[str]:
+        future: Future[str] = Future()
+        self.waiting.append(future)
+        return future
+
+    def confirm(self, n: int) -> None:
+        for future in self.waiting[:n]:
+            future.set_result("id")
+        del self.waiting[:n]

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
-from concurrent.futures import Future
 from typing import Any
 
 import pytest
@@ -14,27 +12,7 @@ from relay import MiddlewareChain, Publisher, PublishError
 from relay.publisher import PublisherFull
 from relay.transports.memory import MemoryTransport
 
-from .helpers import Recorder, settings
-
-
-class StalledTransport(MemoryTransport):
-    """Publishes never confirm until the test says so (a slow or unreachable Pub/Sub)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.waiting: list[Future[str]] = []
-
-    def publish(
-        self, topic: str, data: bytes, attributes: Mapping[str, str], *, ordering_key: str = ""
-    ) -> Future[str]:
-        future: Future[str] = Future()
-        self.waiting.append(future)
-        return future
-
-    def confirm(self, n: int) -> None:
-        for future in self.waiting[:n]:
-            future.set_result("id")
-        del self.waiting[:n]
+from .helpers import Recorder, StalledTransport, settings
 
 
 def publisher(transport: MemoryTransport, rec: Recorder, **kw: Any) -> Publisher:

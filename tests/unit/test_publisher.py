@@ -1,7 +1,5 @@
 import threading
 import time
-from collections.abc import Mapping
-from concurrent.futures import Future
 from typing import Any
 
 import orjson
@@ -11,7 +9,7 @@ import relay
 from relay import ConfigurationError, MiddlewareChain, Publisher, PublishError, Settings
 from relay.transports.memory import MemoryTransport
 
-from .helpers import Recorder, wait_for
+from .helpers import Recorder, StalledTransport, wait_for
 
 
 def make(
@@ -112,34 +110,19 @@ def test_blocking_failure_raises_publish_error_with_cause() -> None:
     assert isinstance(future.exception(), ConnectionError)
 
 
-class HangingTransport(MemoryTransport):
-    """publish() returns futures the test completes by hand."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.futures: list[Future[str]] = []
-
-    def publish(
-        self, topic: str, data: bytes, attributes: Mapping[str, str], *, ordering_key: str = ""
-    ) -> Future[str]:
-        f: Future[str] = Future()
-        self.futures.append(f)
-        return f
-
-
 def test_blocking_timeout_fires_failure_once_and_ignores_late_success() -> None:
-    transport = HangingTransport()
+    transport = StalledTransport()
     pub, rec, _ = make(transport)
     with pytest.raises(PublishError) as info:
         pub.publish("orders", {}, blocking=True, timeout=0.05)
     assert isinstance(info.value.__cause__, TimeoutError)
-    transport.futures[0].set_result("late-id")
+    transport.waiting[0].set_result("late-id")
     assert len(rec.hooks("post_publish_failure")) == 1
     assert rec.hooks("post_publish_success") == []
 
 
 def test_publisher_blocking_setting_is_the_default() -> None:
-    transport = HangingTransport()
+    transport = StalledTransport()
     pub, _, _ = make(transport, publisher_blocking=True, publisher_timeout=0.05)
     with pytest.raises(PublishError):
         pub.publish("orders", {})
