@@ -163,4 +163,10 @@ def configure_logging(level: str | int = "INFO", fmt: str = "text", *,
         handler.setFormatter(TextFormatter())
     root.addHandler(handler)
     root.setLevel(level)
+    # google's stream manager logs "Re-established stream" at INFO each time a
+    # stream reaches STREAM_LIFETIME (every 15 s on the emulator); relay reports
+    # the state of its streams itself, so keep google's at WARNING unless set.
+    bidi = logging.getLogger("google.api_core.bidi")
+    if bidi.level == logging.NOTSET:
+        bidi.setLevel(logging.WARNING)
     return True

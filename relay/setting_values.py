@@ -178,6 +178,13 @@ def coerce(name: str, value: Any) -> Any:
                 f"{key}: {value!r}; expected 0 (the client's default) or 10 to 600 seconds"
             )
         return number
+    if name == "stream_lifetime":
+        number = _as_number(name, value, float, 0, 3600)
+        if 0 < number < 5:
+            raise ConfigurationError(
+                f"{key}: {value!r}; expected 0 (automatic) or 5 to 3600 seconds"
+            )
+        return number
     if name == "health_port":
         if value is None or value == "":
             return None

@@ -30,6 +30,11 @@ from relay.setting_values import coerce, parse_env, validate
 from relay.transports.base import FlowControl
 
 ENV_PREFIX = "RELAY_"
+#: STREAM_LIFETIME's automatic value on the emulator, in seconds. The emulator
+#: keeps serving a streaming pull whose client is gone (killed, stopped, cut off)
+#: until the stream's deadline, handing it messages that then wait out their ack
+#: deadline; a short deadline bounds that.
+EMULATOR_STREAM_LIFETIME = 15.0
 
 #: Relé settings keys that relay names differently, with the replacement.
 RENAMED_KEYS = {
@@ -92,6 +97,10 @@ class Settings:
     #: Longest single lease extension (10..600 s); 0: the subscription's ack
     #: deadline. It is also how soon Pub/Sub redelivers what a crashed worker held.
     flow_max_lease_extension: float = 0.0
+    #: Seconds each streaming pull lives before relay reopens it (0, or 5 to
+    #: 3600). 0: EMULATOR_STREAM_LIFETIME on the emulator, which never notices
+    #: that a client went away; google-cloud-pubsub's own (30 min) elsewhere.
+    stream_lifetime: float = 0.0
     #: Seconds stop() waits for in-flight handlers before it gives up on them.
     drain_timeout: float = 30.0
     #: Which transport to use: "pubsub", "memory", or a dotted path to a class.
@@ -173,6 +182,13 @@ class Settings:
     def emulator_host(self) -> str | None:
         """``PUBSUB_EMULATOR_HOST`` if set: then no credentials are used at all."""
         return os.environ.get("PUBSUB_EMULATOR_HOST") or None
+
+    @property
+    def effective_stream_lifetime(self) -> float | None:
+        """The deadline relay puts on each streaming pull; None: the client's own."""
+        if self.stream_lifetime:
+            return self.stream_lifetime
+        return EMULATOR_STREAM_LIFETIME if self.emulator_host else None
 
     @property
     def flow_control(self) -> FlowControl:

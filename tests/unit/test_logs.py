@@ -300,3 +300,24 @@ def test_configure_logging_installs_one_handler_unless_the_app_configured_loggin
     )
     with pytest.raises(ValueError, match="'yaml'"):
         configure_logging("INFO", "yaml")
+
+
+def test_configure_logging_quiets_googles_stream_reopen_notices(
+    root_at_debug: logging.Logger,
+) -> None:
+    bidi = logging.getLogger("google.api_core.bidi")  # "Re-established stream" at INFO
+    saved = bidi.level
+    bidi.setLevel(logging.NOTSET)
+    try:
+        root_at_debug.handlers.clear()
+        configure_logging("INFO", "text", stream=io.StringIO())
+        assert not bidi.isEnabledFor(logging.INFO)
+        assert bidi.isEnabledFor(logging.WARNING)
+        assert logging.getLogger("google.api_core.other").isEnabledFor(logging.INFO)
+
+        bidi.setLevel(logging.DEBUG)  # a level the application chose stands
+        root_at_debug.handlers.clear()
+        configure_logging("INFO", "text", stream=io.StringIO())
+        assert bidi.isEnabledFor(logging.DEBUG)
+    finally:
+        bidi.setLevel(saved)

@@ -60,6 +60,8 @@ def test_unknown_environment_variable() -> None:
         ("ENCODER", "json.NoSuchThing", "module 'json' has no 'NoSuchThing'"),
         ("FILTER_SUBS_BY", [1], "FILTER_SUBS_BY: 1 is not callable"),
         ("GC_CREDENTIALS_JSON", "{not json", "GC_CREDENTIALS_JSON is not valid JSON"),
+        ("STREAM_LIFETIME", 3, "STREAM_LIFETIME: 3; expected 0 (automatic) or 5 to 3600 seconds"),
+        ("STREAM_LIFETIME", 7200, "STREAM_LIFETIME: 7200 is out of range"),
     ],
 )
 def test_bad_values_name_the_key_and_expected_form(key: str, value: object, fragment: str) -> None:
@@ -150,3 +152,16 @@ def test_the_constructor_checks_booleans_and_choices_too() -> None:
         Settings(dead_letter_keep="no")  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError, match="PROVISIONING: 'apply'"):
         Settings(provisioning="apply")
+
+
+def test_stream_lifetime_is_short_on_the_emulator_and_the_clients_own_elsewhere(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from relay.settings import EMULATOR_STREAM_LIFETIME
+
+    monkeypatch.delenv("PUBSUB_EMULATOR_HOST", raising=False)
+    assert Settings.load(environ={}).effective_stream_lifetime is None
+    assert Settings.load(environ={"RELAY_STREAM_LIFETIME": "300"}).effective_stream_lifetime == 300
+    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", "127.0.0.1:8085")
+    assert Settings.load(environ={}).effective_stream_lifetime == EMULATOR_STREAM_LIFETIME
+    assert Settings.load(environ={}, stream_lifetime=60).effective_stream_lifetime == 60

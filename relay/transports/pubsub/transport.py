@@ -11,6 +11,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from google.api_core import exceptions as gexc
+from google.api_core import gapic_v1
 from google.api_core import retry as gretry
 from google.auth import exceptions as auth_exceptions
 from google.cloud import pubsub_v1
@@ -51,6 +52,33 @@ class _BoundedRetry(gretry.Retry):
         return self
 
 
+class _SubscriberClient(pubsub_v1.SubscriberClient):  # type: ignore[misc]
+    """google's subscriber client, with a deadline on each streaming pull.
+
+    google-cloud-pubsub opens its streaming pulls with a 30-minute deadline and
+    reopens a stream that reaches it. ``STREAM_LIFETIME`` shortens that deadline
+    (``streaming_pull`` is the public method its stream manager calls), so a
+    server that never notices a vanished client (the emulator) stops serving
+    that client's stream within the lifetime.
+    """
+
+    def __init__(self, *args: Any, stream_lifetime: float | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._relay_stream_lifetime = stream_lifetime
+
+    def streaming_pull(
+        self,
+        requests: Any = None,
+        *,
+        retry: Any = gapic_v1.method.DEFAULT,
+        timeout: Any = gapic_v1.method.DEFAULT,
+        metadata: Any = (),
+    ) -> Any:
+        if timeout is gapic_v1.method.DEFAULT and self._relay_stream_lifetime:
+            timeout = self._relay_stream_lifetime
+        return super().streaming_pull(requests, retry=retry, timeout=timeout, metadata=metadata)
+
+
 class PubSubTransport(PubSubAdmin, Transport):
     """relay's transport over google-cloud-pubsub. Thread-safe; clients are lazy."""
 
@@ -63,9 +91,9 @@ class PubSubTransport(PubSubAdmin, Transport):
     ) -> None:
         """``publisher_client``/``subscriber_client``: google clients built by the
         caller (say, on a gRPC channel with interceptors), used instead of building
-        them from the settings; the credentials settings do not apply to them. A
-        given publisher needs ``enable_message_ordering`` for ordering keys. The
-        transport closes them in ``close()``.
+        them from the settings; the credentials settings and ``STREAM_LIFETIME`` do
+        not apply to them. A given publisher needs ``enable_message_ordering`` for
+        ordering keys. The transport closes them in ``close()``.
         """
         self.settings = settings
         self._lock = threading.Lock()
@@ -170,7 +198,10 @@ class PubSubTransport(PubSubAdmin, Transport):
                 if self._closed:
                     raise TransportError("the transport is closed")
                 if self._subscriber is None:
-                    self._subscriber = self._build(pubsub_v1.SubscriberClient)
+                    self._subscriber = self._build(
+                        _SubscriberClient,
+                        stream_lifetime=self.settings.effective_stream_lifetime,
+                    )
                 client = self._subscriber
         return client
 
