@@ -166,3 +166,24 @@ def test_exactly_once_acks_are_confirmed(harness, unique_name, wait_for):
     assert done.wait(20)
     wait_for(lambda: harness.wire.acks(handle.name) == 1, what="the ack on the wire")
     assert failures.errors == []
+
+
+def test_a_retry_policy_on_the_emulator_gets_one_warning_about_its_fault(
+    harness, unique_name, caplog, monkeypatch
+):
+    from relay.transports.pubsub import admin as pubsub_admin
+
+    def created(conf: relay.Settings) -> list[str]:
+        monkeypatch.setattr(pubsub_admin, "_warned_emulator_retry_policy", False)
+        caplog.clear()
+        for base in ("rp-one", "rp-two"):
+            declared = relay.sub(unique_name(base))(_handler)
+            relay.Worker([declared], settings=conf, transport=harness.transport).setup()
+        return [r.getMessage() for r in caplog.records
+                if r.name == "relay.transports.pubsub" and "emulator" in r.getMessage()]
+
+    with caplog.at_level("WARNING", logger="relay.transports.pubsub"):
+        warned = created(harness.settings)  # relay's default retry policy
+        assert len(warned) == 1, warned  # once per process, not per subscription
+        assert "has a retry policy" in warned[0] and "DEFAULT_RETRY_POLICY=none" in warned[0]
+        assert created(harness.settings.replace(default_retry_policy=None)) == []

@@ -169,6 +169,8 @@ class PubSubAdmin:
             raise _provisioning_error(
                 f"creating subscription {spec.name!r}", exc, self.endpoint
             ) from exc
+        if spec.retry_policy is not None and self.settings.emulator_host:
+            _warn_emulator_retry_policy(spec.name)
         return True
 
     def update_subscription(self, spec: SubscriptionSpec, fields: tuple[str, ...]) -> None:
@@ -217,6 +219,23 @@ def _provisioning_error(action: str, exc: BaseException, endpoint: str = "") -> 
             "PROVISIONING='verify' (read-only) or 'off'"
         )
     return TransportError(f"{action} failed: {type(exc).__name__}: {exc}{hint}")
+
+
+_warned_emulator_retry_policy = False
+
+
+def _warn_emulator_retry_policy(subscription: str) -> None:
+    """Once per process: the emulator's retry-policy fault (docs/reliability.md)."""
+    global _warned_emulator_retry_policy
+    if _warned_emulator_retry_policy:
+        return
+    _warned_emulator_retry_policy = True
+    logger.warning(
+        "subscription %r has a retry policy: the Pub/Sub emulator can stop redelivering "
+        "messages that a retry policy delays a second time (an emulator fault; see "
+        "docs/reliability.md, 'The emulator'). If handlers fail repeatedly in emulator "
+        "runs, set DEFAULT_RETRY_POLICY=none there", subscription,
+    )
 
 
 def _retry_policy(policy: RetryPolicy) -> Any:
