@@ -40,7 +40,7 @@ def spawn_worker(
     """``spawn_worker(topic, sleep=0, wire_log=None, **settings)``: ``relay-cli run``
     on the faults app (see ``helpers.worker_env``).
 
-    ``settings`` become ``RELAY_*`` variables (ACK_DEADLINE is 10 unless given).
+    ``settings`` become ``RELAY_*`` variables, over ``helpers.FAULT_SETTINGS``.
     Each process logs to its own file in ``tmp_path``.
     """
     spawned: list[WorkerProcess] = []

@@ -18,27 +18,20 @@ import pytest
 
 import relay
 from tests.conftest import EMULATOR_PROJECT
-from tests.faults.helpers import Direct, duplicates, subscription_for
+from tests.faults.helpers import FAULT_SETTINGS, Direct, duplicates, subscription_for
 from tests.faults.proxy import TcpProxy
 
-# Quarantined (not in the default run; `./scripts/test.sh -m quarantine` runs it):
-# the emulator (0.8.20) never drops a streaming pull that has ended and keeps
-# handing it messages, sometimes over and over, so this fails intermittently on
-# the emulator however relay behaves. Measured after the lease fix: crash 3 of 4
-# runs passed, partition 1 of 4. See docs/reliability.md, "Fault tests".
-pytestmark = [pytest.mark.emulator, pytest.mark.quarantine, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.emulator, pytest.mark.timeout(180)]
 
 BEFORE, DURING = range(0, 40), range(40, 80)
-#: How long the partition lasts: less than the stream's ack deadline. With a
-#: longer cut the emulator (0.8.20) hands the messages to the broken stream again
-#: each time they come back, and the reconnected worker can wait for minutes
-#: (measured with 10 s cuts): an emulator bug, not something relay controls.
-CUT_SECONDS = 5.0
+#: How long the partition lasts: longer than the ack deadline, so messages the
+#: emulator handed to the broken stream come back during the cut.
+CUT_SECONDS = 10.0
 #: Seconds to wait after the restore for every message: generous. The emulator
-#: (0.8.20) hands messages published during the cut to the stream the cut broke
-#: and takes them back only when that stream's ack deadline passes; with the
-#: stream's deadline at ACK_DEADLINE (10 s) they arrive about 5 s after the
-#: restore (measured), with google's default of 60 s only a minute or more later.
+#: never notices that the cut ended the worker's stream: it keeps handing that
+#: stream messages (which come back ACK_DEADLINE, 10 s, later) until the
+#: stream's deadline, STREAM_LIFETIME (15 s on the emulator) after it opened. So
+#: all are delivered within about 25 s of the cut, or of the restore if later.
 RECOVERY_WAIT = 60.0
 
 
@@ -66,7 +59,8 @@ def test_a_worker_recovers_from_a_partition_without_a_restart(
     # google's client reads PUBSUB_EMULATOR_HOST when the worker builds it.
     monkeypatch.setenv("PUBSUB_EMULATOR_HOST", proxy.address)
     settings = relay.Settings.load(
-        environ={}, gc_project_id=EMULATOR_PROJECT, middleware=[], ack_deadline=10
+        environ={}, gc_project_id=EMULATOR_PROJECT, middleware=[],
+        **{key.lower(): value for key, value in FAULT_SETTINGS.items()},
     )
     worker = relay.Worker([subscription_for(topic, handler)], settings=settings)
     worker.start()
