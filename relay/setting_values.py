@@ -104,6 +104,14 @@ _NUMBERS: dict[str, tuple[type, float, float]] = {
 }
 
 
+#: Seconds settings where 0 means "let relay choose": (lowest other value,
+#: highest, what 0 means).
+_ZERO_OR_RANGE: dict[str, tuple[int, int, str]] = {
+    "flow_max_lease_extension": (10, 600, "the client's default"),
+    "stream_lifetime": (5, 3600, "automatic"),
+}
+
+
 def coerce(name: str, value: Any) -> Any:
     key = name.upper()
     if name in _NUMBERS:
@@ -171,18 +179,12 @@ def coerce(name: str, value: Any) -> Any:
                 "Transport class"
             )
         return value
-    if name == "flow_max_lease_extension":
-        number = _as_number(name, value, float, 0, 600)
-        if 0 < number < 10:
+    if name in _ZERO_OR_RANGE:
+        lo, hi, zero_means = _ZERO_OR_RANGE[name]
+        number = _as_number(name, value, float, 0, hi)
+        if 0 < number < lo:
             raise ConfigurationError(
-                f"{key}: {value!r}; expected 0 (the client's default) or 10 to 600 seconds"
-            )
-        return number
-    if name == "stream_lifetime":
-        number = _as_number(name, value, float, 0, 3600)
-        if 0 < number < 5:
-            raise ConfigurationError(
-                f"{key}: {value!r}; expected 0 (automatic) or 5 to 3600 seconds"
+                f"{key}: {value!r}; expected 0 ({zero_means}) or {lo} to {hi} seconds"
             )
         return number
     if name == "health_port":
