@@ -31,9 +31,9 @@ from relay.transports.base import FlowControl
 
 ENV_PREFIX = "RELAY_"
 #: STREAM_LIFETIME's automatic value on the emulator, in seconds. The emulator
-#: keeps serving a streaming pull whose client is gone (killed, stopped, cut off)
-#: until the stream's deadline, handing it messages that then wait out their ack
-#: deadline; a short deadline bounds that.
+#: keeps serving a streaming pull whose connection vanished (a killed or cut-off
+#: worker; a clean stop is fine) until the stream's deadline, handing it
+#: messages that then wait out their ack deadline; a short deadline bounds that.
 EMULATOR_STREAM_LIFETIME = 15.0
 
 #: Relé settings keys that relay names differently, with the replacement.
@@ -97,9 +97,10 @@ class Settings:
     #: Longest single lease extension (10..600 s); 0: the subscription's ack
     #: deadline. It is also how soon Pub/Sub redelivers what a crashed worker held.
     flow_max_lease_extension: float = 0.0
-    #: Seconds each streaming pull lives before relay reopens it (0, or 5 to
+    #: Seconds each streaming pull lives before it is reopened (0, or 5 to
     #: 3600). 0: EMULATOR_STREAM_LIFETIME on the emulator, which never notices
-    #: that a client went away; google-cloud-pubsub's own (30 min) elsewhere.
+    #: that a client's connection vanished; google-cloud-pubsub's own (30 min)
+    #: elsewhere.
     stream_lifetime: float = 0.0
     #: Seconds stop() waits for in-flight handlers before it gives up on them.
     drain_timeout: float = 30.0
