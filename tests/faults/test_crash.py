@@ -6,12 +6,13 @@ acks nothing more: what it held (running, queued, leased) comes back once its
 lease lapses and the second worker processes it, so nothing is lost; what it
 handled but had not acked is handled again (duplicates are expected, printed).
 
-The emulator never notices that a client is gone: the killed worker's streaming
-pull keeps being served, and handed messages, until its deadline. relay puts a
-deadline of ``STREAM_LIFETIME`` (15 s on the emulator) on each stream, so the
-dead one stops taking messages within 15 s of the kill and what it took comes
-back ``ACK_DEADLINE`` (10 s) later. Without that deadline (google's is 30 min)
-the second worker was starved past this test's wait in 5 of 8 runs here.
+The emulator never notices that a killed client's connection is gone: its
+streaming pull keeps being served, and handed messages, until its deadline.
+relay puts a deadline of ``STREAM_LIFETIME`` (15 s on the emulator) on each
+stream, so the dead one stops taking messages within 15 s of the kill and what
+it took comes back ``ACK_DEADLINE`` (10 s) later. With google's deadline
+(30 min) instead, ``bench/bench_reliability.py --baseline`` measured 42 to 101 s
+from the kill to the last of 10,000 messages, against 21 to 22 s with relay's.
 """
 
 from __future__ import annotations
