@@ -162,11 +162,9 @@ def partition(address: str, args: argparse.Namespace,
         direct.provision(topic)
         saved = os.environ.get("PUBSUB_EMULATOR_HOST")
         os.environ["PUBSUB_EMULATOR_HOST"] = proxy.address  # read when the worker's client is built
-        values: dict[str, Any] = {key.lower(): value for key, value in FAULT_SETTINGS.items()}
-        if lifetime is not None:
-            values["stream_lifetime"] = lifetime
-        settings = relay.Settings.load(environ={}, gc_project_id=PROJECT, middleware=[],
-                                       **values)
+        extra = {} if lifetime is None else {"stream_lifetime": lifetime}
+        settings = relay.Settings.load(FAULT_SETTINGS, environ={}, gc_project_id=PROJECT,
+                                       middleware=[], **extra)
         worker = relay.Worker([subscription_for(topic, handler)], settings=settings)
         try:
             worker.start()

@@ -207,9 +207,9 @@ class Direct:
 
         from relay.transports.pubsub import PubSubTransport
 
-        settings = {**{k.lower(): v for k, v in FAULT_SETTINGS.items()}, "middleware": [],
-                    **settings}
-        self.settings = relay.Settings.load(environ={}, gc_project_id=project, **settings)
+        self.settings = relay.Settings.load(
+            FAULT_SETTINGS, environ={}, gc_project_id=project, **{"middleware": [], **settings}
+        )
         publisher = pubsub_v1.PublisherClient(
             batch_settings=pubsub_v1.types.BatchSettings(max_messages=500, max_latency=0.01),
             transport=PublisherGrpcTransport(channel=grpc.insecure_channel(emulator_address)),

@@ -59,8 +59,7 @@ def test_a_worker_recovers_from_a_partition_without_a_restart(
     # google's client reads PUBSUB_EMULATOR_HOST when the worker builds it.
     monkeypatch.setenv("PUBSUB_EMULATOR_HOST", proxy.address)
     settings = relay.Settings.load(
-        environ={}, gc_project_id=EMULATOR_PROJECT, middleware=[],
-        **{key.lower(): value for key, value in FAULT_SETTINGS.items()},
+        FAULT_SETTINGS, environ={}, gc_project_id=EMULATOR_PROJECT, middleware=[]
     )
     worker = relay.Worker([subscription_for(topic, handler)], settings=settings)
     worker.start()
