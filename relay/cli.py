@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 from relay.discovery import discover, import_module
 from relay.errors import ConfigurationError, RelayError
+from relay.redaction import redact, shown
 from relay.settings import Settings
 from relay.subscription import Subscription
 
@@ -69,7 +70,8 @@ class _ForcedExit(RelayError):
 
 # --------------------------------------------------------------------- helpers
 def _error(message: str) -> None:
-    print(f"relay-cli: error: {message}", file=sys.stderr, flush=True)
+    """The one error line on stderr; never a private key, whatever the message quotes."""
+    print(f"relay-cli: error: {redact(message)}", file=sys.stderr, flush=True)
 
 
 def _configure_logging(level: str, fmt: str = "text") -> None:
@@ -295,7 +297,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
         data = json.loads(args.data)
     except ValueError as exc:
         raise ConfigurationError(
-            f"DATA is not valid JSON ({exc}): {args.data!r}; to send a string, quote it: "
+            f"DATA is not valid JSON ({exc}): {shown(args.data)}; to send a string, quote it: "
             "'\"hello\"'"
         ) from None
     attrs = _parse_attrs(args.attr)
@@ -393,10 +395,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     plan = commands.add_parser(
         "plan", help="show how Pub/Sub differs from the declared subscriptions (read-only)",
-        description="Compare the discovered subscriptions (and their topics and dead-letter "
-        "topics) with what exists on Pub/Sub, using read-only calls, and print the "
-        "difference: + to create, ~ to update, ! conflicts Pub/Sub cannot change in place, "
-        "= unchanged. Nothing is changed.",
+        description="Compare the discovered subscriptions (and their topics, dead-letter "
+        "topics and bucket notifications) with what exists on Pub/Sub (and Cloud Storage), "
+        "using read-only calls, and print the difference: + to create, ~ to update, ! "
+        "conflicts that cannot be changed in place, = unchanged, ? not checked here (the "
+        "reason follows). Nothing is changed.",
     )
     _common(plan, subs=True, level="WARNING")
     plan.add_argument(
@@ -467,7 +470,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except Exception as exc:
         if args.log_level == "DEBUG":
-            traceback.print_exc()
+            print(redact(traceback.format_exc()), end="", file=sys.stderr)
         _error(f"{type(exc).__name__}: {exc} (run with --log-level DEBUG for the traceback)")
         return EXIT_FAILURE
 

@@ -16,8 +16,10 @@
 The formatter logs what it is given: it does not add payloads or settings.
 relay's own records carry at most a truncated preview of a payload
 (``relay.message.PAYLOAD_PREVIEW_BYTES``) and never credentials; as a backstop
-against other libraries' records, both formatters here replace any PEM private
-key in a line with ``[private key redacted]``.
+against other libraries' records, both formatters here pass every line through
+``relay.redaction.redact``: a PEM private key becomes ``[private key
+redacted]`` and the value of a ``private_key`` (``private_key_id``,
+``client_secret``, ``refresh_token``, ``api_key``) field becomes ``[redacted]``.
 
 ``configure_logging(level, fmt)`` is what the CLI calls: it installs one stderr
 handler on the root logger unless the application configured logging already,
@@ -27,7 +29,6 @@ in which case it leaves that configuration alone.
 from __future__ import annotations
 
 import logging
-import re
 import sys
 from datetime import datetime, timezone
 from typing import Any, TextIO
@@ -35,13 +36,17 @@ from typing import Any, TextIO
 import orjson
 from opentelemetry import trace
 
+from relay.redaction import REDACTED, has_secret, redact
+
 __all__ = [
     "FORMATS",
+    "REDACTED",
     "TEXT_DATEFMT",
     "TEXT_FORMAT",
     "JsonFormatter",
     "TextFormatter",
     "configure_logging",
+    "redact",
 ]
 
 #: The human-readable line: ``12:00:01 INFO    relay.worker: created topic orders``.
@@ -61,24 +66,6 @@ _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
 _RESERVED = frozenset(
     {"timestamp", "level", "logger", "event", "trace_id", "span_id", "exc_type", "exc", "stack"}
 )
-
-
-#: A PEM private key, whole or cut short (as in a truncated preview), raw or JSON-escaped.
-_PRIVATE_KEY = re.compile(
-    r"-----BEGIN [A-Z ]*PRIVATE KEY-----(?:.*?-----END [A-Z ]*PRIVATE KEY-----|.*)", re.DOTALL
-)
-REDACTED = "[private key redacted]"
-
-
-def redact(text: str) -> str:
-    """``text`` with any PEM private key replaced by ``[private key redacted]``.
-
-    A backstop: relay never logs credentials, but a third-party library's
-    debug record, or an exception quoting a settings dict, might.
-    """
-    if "PRIVATE KEY-----" not in text:
-        return text
-    return _PRIVATE_KEY.sub(REDACTED, text)
 
 
 def _scrubbed(value: Any) -> Any:
@@ -124,7 +111,7 @@ class JsonFormatter(logging.Formatter):
             out["stack"] = self.formatStack(record.stack_info)
         # default=str: an ``extra`` value JSON cannot hold is written as its str().
         line = orjson.dumps(out, default=str).decode()
-        if "PRIVATE KEY-----" in line:
+        if has_secret(line):
             line = orjson.dumps({k: _scrubbed(v) for k, v in out.items()}, default=str).decode()
         return line
 
@@ -164,7 +151,7 @@ def configure_logging(level: str | int = "INFO", fmt: str = "text", *,
     root.addHandler(handler)
     root.setLevel(level)
     # google's stream manager logs "Re-established stream" at INFO each time a
-    # stream reaches STREAM_LIFETIME (every 15 s on the emulator); relay reports
+    # stream reaches STREAM_LIFETIME (30 min by default, 15 s in the fault tests); relay reports
     # the state of its streams itself, so keep google's at WARNING unless set.
     bidi = logging.getLogger("google.api_core.bidi")
     if bidi.level == logging.NOTSET:

@@ -26,15 +26,12 @@ from typing import Any
 
 from relay.errors import ConfigurationError
 from relay.policies import RetryPolicy
+from relay.redaction import redact, shown
+from relay.setting_credentials import CREDENTIALS
 from relay.setting_values import coerce, parse_env, validate
 from relay.transports.base import FlowControl
 
 ENV_PREFIX = "RELAY_"
-#: STREAM_LIFETIME's automatic value on the emulator, in seconds. The emulator
-#: keeps serving a streaming pull whose connection vanished (a killed or cut-off
-#: worker; a clean stop is fine) until the stream's deadline, handing it
-#: messages that then wait out their ack deadline; a short deadline bounds that.
-EMULATOR_STREAM_LIFETIME = 15.0
 
 #: Relé settings keys that relay names differently, with the replacement.
 RENAMED_KEYS = {
@@ -57,11 +54,13 @@ class Settings:
 
     #: Google Cloud project that owns the topics and subscriptions.
     gc_project_id: str | None = None
-    #: Path to a service-account JSON file. None (and no JSON below): Application
-    #: Default Credentials. Ignored when PUBSUB_EMULATOR_HOST is set.
+    #: Path to a service-account key file, checked when the settings are built
+    #: (unless PUBSUB_EMULATOR_HOST is set: then it is not used, nor opened).
+    #: None (and no JSON below): Application Default Credentials.
     gc_credentials_path: str | None = None
-    #: The service-account JSON itself, as a string (for secrets in env vars).
-    gc_credentials_json: str | None = field(default=None, repr=False)
+    #: The service-account key itself, as JSON (for secrets in env vars); a dict
+    #: given to ``load`` is stored as its JSON. Never shown in repr or errors.
+    gc_credentials_json: str | None = None
     #: Regions where Pub/Sub may store messages of topics relay creates.
     gc_storage_regions: tuple[str, ...] = ()
     #: Default subscription-name prefix when @sub gives none.
@@ -97,10 +96,12 @@ class Settings:
     #: Longest single lease extension (10..600 s); 0: the subscription's ack
     #: deadline. It is also how soon Pub/Sub redelivers what a crashed worker held.
     flow_max_lease_extension: float = 0.0
-    #: Seconds each streaming pull lives before it is reopened (0, or 5 to
-    #: 3600). 0: EMULATOR_STREAM_LIFETIME on the emulator, which never notices
-    #: that a client's connection vanished; google-cloud-pubsub's own (30 min)
-    #: elsewhere.
+    #: Seconds each streaming pull lives before google's client reopens it (0,
+    #: or 5 to 3600). 0: google-cloud-pubsub's own deadline (30 min), on the
+    #: emulator too. A short one bounds how long the emulator serves the stream
+    #: of a killed or cut-off worker, but each reopen there can leave a few
+    #: messages to wait out their ack deadline: set it only for runs that kill
+    #: or cut off workers (the fault tests set 15).
     stream_lifetime: float = 0.0
     #: Seconds stop() waits for in-flight handlers before it gives up on them.
     drain_timeout: float = 30.0
@@ -133,6 +134,12 @@ class Settings:
     health_failure_threshold: float = 120.0
     #: Log output of relay-cli: "text" (human-readable) or "json" (one object per line).
     log_format: str = "text"
+    #: Where task outcomes go (``relay.results``): None (off: the worker does no
+    #: result work), "pubsub" (replies on RESULTS_TOPIC), "memory" (in-process,
+    #: for tests) or a dotted path to a ``ResultBackend`` class, built as cls(settings).
+    results: str | None = None
+    #: The topic task outcomes are published to with RESULTS="pubsub" (TOPIC_PREFIX applied).
+    results_topic: str = "relay-results"
 
     # ----------------------------------------------------------------- loading
     @classmethod
@@ -158,9 +165,13 @@ class Settings:
         """From a Django settings object or Flask config holding a ``RELAY`` dict."""
         mapping = obj.get(name) if isinstance(obj, Mapping) else getattr(obj, name, None)
         if mapping is None:
-            raise ConfigurationError(f"{obj!r} has no {name!r} setting; define {name} = {{...}}")
+            # Not the object's repr: a Flask config or Django settings holds secrets.
+            what = getattr(obj, "__name__", None) or f"the {type(obj).__name__}"
+            raise ConfigurationError(f"{what} has no {name!r} setting; define {name} = {{...}}")
         if not isinstance(mapping, Mapping):
-            raise ConfigurationError(f"{name} must be a dict of settings, got {type(mapping)}")
+            raise ConfigurationError(
+                f"{name} must be a dict of settings, got {type(mapping).__name__}"
+            )
         return cls.load(mapping, **kwargs)
 
     @classmethod
@@ -178,6 +189,17 @@ class Settings:
     def __post_init__(self) -> None:
         validate(self)
 
+    def __repr__(self) -> str:
+        """Every setting but the credentials: those show only whether they are set."""
+        parts = []
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name in CREDENTIALS and value is not None:
+                parts.append(f"{f.name}=<set, not shown>")
+            else:
+                parts.append(f"{f.name}={value!r}")
+        return redact(f"Settings({', '.join(parts)})")
+
     # ----------------------------------------------------------------- helpers
     @property
     def emulator_host(self) -> str | None:
@@ -186,10 +208,9 @@ class Settings:
 
     @property
     def effective_stream_lifetime(self) -> float | None:
-        """The deadline relay puts on each streaming pull; None: the client's own."""
-        if self.stream_lifetime:
-            return self.stream_lifetime
-        return EMULATOR_STREAM_LIFETIME if self.emulator_host else None
+        """The deadline relay puts on each streaming pull; None (``STREAM_LIFETIME``
+        0): google-cloud-pubsub's own, against Pub/Sub and the emulator alike."""
+        return self.stream_lifetime or None
 
     @property
     def flow_control(self) -> FlowControl:
@@ -249,12 +270,13 @@ def _normalise_keys(mapping: Mapping[str, Any], *, source: str) -> dict[str, Any
             continue
         if upper in RENAMED_KEYS:
             raise ConfigurationError(
-                f"unknown setting {key!r} in {source}: relay replaces it with {RENAMED_KEYS[upper]}"
+                f"unknown setting {shown(key)} in {source}: relay replaces it with "
+                f"{RENAMED_KEYS[upper]}"
             )
         close = [k for k in KEYS if upper[:6] and k.startswith(upper[:6])]
         hint = f" (did you mean {close[0]}?)" if close else ""
         raise ConfigurationError(
-            f"unknown setting {key!r} in {source}{hint}; known settings: "
+            f"unknown setting {shown(key)} in {source}{hint}; known settings: "
             f"{', '.join(sorted(KEYS))}"
         )
     return out
@@ -273,7 +295,7 @@ def _from_environ(environ: Mapping[str, str]) -> dict[str, Any]:
         key = var[len(ENV_PREFIX) :]
         if key not in KEYS:
             raise ConfigurationError(
-                f"unknown environment variable {var!r}: relay reads RELAY_<KEY> for KEY in "
+                f"unknown environment variable {shown(var)}: relay reads RELAY_<KEY> for KEY in "
                 f"{', '.join(sorted(KEYS))} (and RELAY_SETTINGS for a settings module)"
             )
         out[KEYS[key]] = parse_env(KEYS[key], var, raw)

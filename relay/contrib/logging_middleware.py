@@ -7,6 +7,12 @@ operator can index: ``operation`` (``publish``, ``process`` or ``worker_stop``),
 only the message). Payloads are logged only on failure, and then truncated
 (``relay.message.PAYLOAD_PREVIEW_BYTES``); ``VerboseLoggingMiddleware`` also
 logs a truncated payload on success.
+
+The text of a record never holds a private key: an exception's text and a
+payload preview pass through ``relay.redaction.redact`` before they are
+formatted, so even a handler with a formatter of its own (not relay's) writes
+no key. A traceback (``exc_info``) is formatted by the handler: relay's
+formatters redact it too.
 """
 
 from __future__ import annotations
@@ -15,8 +21,9 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from relay.errors import DecodeError
-from relay.message import preview
+from relay.message import Status, preview
 from relay.middleware import BaseMiddleware
+from relay.redaction import redact
 
 if TYPE_CHECKING:
     from relay.message import Message, Outcome, OutgoingMessage
@@ -45,8 +52,8 @@ class LoggingMiddleware(BaseMiddleware):
     ) -> None:
         self.logger.error(
             "publishing to %s failed after %.1f ms: %s: %s; payload: %s",
-            message.topic, elapsed * 1000, type(exception).__name__, exception,
-            preview(message.payload),
+            message.topic, elapsed * 1000, type(exception).__name__, redact(str(exception)),
+            redact(preview(message.payload)),
             extra=self._extra("publish", message.topic, None, None, "failure", elapsed),
         )
 
@@ -64,18 +71,24 @@ class LoggingMiddleware(BaseMiddleware):
             "process", subscription.full_topic, subscription.name, message.id, status,
             outcome.elapsed,
         )
+        if outcome.status is Status.SKIPPED and exception is not None:  # SkipMessage
+            log.info(
+                "message %s on %s skipped in %.1f ms: %s", message.id, subscription.name,
+                outcome.elapsed * 1000, redact(str(exception)), extra=extra,
+            )
+            return
         if exception is not None:
             log.error(
                 "message %s on %s failed (%s) in %.1f ms: %s: %s; payload: %s",
                 message.id, subscription.name, outcome.action.value, outcome.elapsed * 1000,
-                type(exception).__name__, exception, message.preview(),
+                type(exception).__name__, redact(str(exception)), redact(message.preview()),
                 extra=extra, exc_info=exception,
             )
             return
         if self.verbose:
             log.info(
                 "message %s on %s %s in %.1f ms; payload: %s", message.id, subscription.name,
-                status, outcome.elapsed * 1000, message.preview(), extra=extra,
+                status, outcome.elapsed * 1000, redact(message.preview()), extra=extra,
             )
         else:
             log.info(

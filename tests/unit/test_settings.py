@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from relay import ConfigurationError, RetryPolicy, Settings
+from tests.keys import service_account_key
 
 
 def test_defaults() -> None:
@@ -62,7 +63,8 @@ def test_unknown_environment_variable() -> None:
         ("GC_CREDENTIALS_JSON", "{not json", "GC_CREDENTIALS_JSON is not valid JSON"),
         ("FLOW_MAX_LEASE_EXTENSION", 5,
          "FLOW_MAX_LEASE_EXTENSION: 5; expected 0 (the client's default) or 10 to 600 seconds"),
-        ("STREAM_LIFETIME", 3, "STREAM_LIFETIME: 3; expected 0 (automatic) or 5 to 3600 seconds"),
+        ("STREAM_LIFETIME", 3,
+         "STREAM_LIFETIME: 3; expected 0 (the client's default) or 5 to 3600 seconds"),
         ("STREAM_LIFETIME", 7200, "STREAM_LIFETIME: 7200 is out of range"),
     ],
 )
@@ -118,10 +120,11 @@ def test_project_id_resolution(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
         monkeypatch.delenv(var, raising=False)
     with pytest.raises(ConfigurationError, match="GC_PROJECT_ID is not set"):
         Settings.load(environ={}).project_id()
+    info, _ = service_account_key()
     key = tmp_path / "key.json"
-    key.write_text(json.dumps({"project_id": "from-key-file"}))
+    key.write_text(json.dumps({**info, "project_id": "from-key-file"}))
     assert Settings.load(environ={}, gc_credentials_path=str(key)).project_id() == "from-key-file"
-    blob = json.dumps({"project_id": "from-json"})
+    blob = json.dumps({**info, "project_id": "from-json"})
     assert Settings.load(environ={}, gc_credentials_json=blob).project_id() == "from-json"
     monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "from-env")
     assert Settings.load(environ={}).project_id() == "from-env"
@@ -142,11 +145,45 @@ def test_constructor_validates_too() -> None:
         Settings(concurrency=0)
 
 
-def test_the_credentials_json_is_not_in_the_repr() -> None:
-    secret = '{"type": "service_account", "private_key": "-----BEGIN PRIVATE KEY-----abc"}'
-    s = Settings.load(environ={}, gc_credentials_json=secret)
+def test_the_credentials_are_not_in_the_repr(tmp_path: Path) -> None:
+    info, _ = service_account_key()
+    secret = json.dumps(info)
+    s = Settings.load(environ={}, gc_credentials_json=secret, gc_project_id="shop")
     assert s.gc_credentials_json == secret
-    assert "PRIVATE KEY" not in repr(s) and "gc_credentials_json" not in repr(s)
+    assert "PRIVATE KEY" not in repr(s) and info["client_email"] not in repr(s)
+    assert "gc_credentials_json=<set, not shown>" in repr(s) and str(s) == repr(s)
+    assert "gc_project_id='shop'" in repr(s)  # the rest is shown as before
+    key = tmp_path / "key.json"
+    key.write_text(secret)
+    from_path = Settings.load(environ={}, gc_credentials_path=str(key))
+    assert str(key) not in repr(from_path) and "gc_credentials_path=<set, not shown>" in repr(
+        from_path
+    )
+    assert "gc_credentials_json=None" in repr(from_path)
+
+
+def test_a_key_file_dict_is_taken_as_gc_credentials_json() -> None:
+    # json.load(f), a secret manager's parsed payload: a natural thing to pass.
+    info, _ = service_account_key()
+    s = Settings.load({"GC_CREDENTIALS_JSON": info}, environ={})
+    assert s.gc_credentials_json is not None and json.loads(s.gc_credentials_json) == info
+    assert "relay-secret-test" not in repr(s)
+
+
+def test_the_credentials_path_is_checked_when_the_settings_are_built(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PUBSUB_EMULATOR_HOST", raising=False)
+    missing = str(tmp_path / "missing.json")
+    with pytest.raises(ConfigurationError, match="GC_CREDENTIALS_PATH: there is no file") as raised:
+        Settings.load(environ={}, gc_credentials_path=missing)
+    assert "missing.json" not in str(raised.value)  # a credentials setting is never echoed
+    with pytest.raises(ConfigurationError, match="GC_CREDENTIALS_PATH: the path is a directory"):
+        Settings(gc_credentials_path=str(tmp_path))  # the constructor checks it too
+    # With the emulator, credentials are never used: a path that exists only in
+    # production does not stop a local run.
+    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", "127.0.0.1:8085")
+    assert Settings.load(environ={}, gc_credentials_path=missing).gc_credentials_path == missing
 
 
 def test_the_constructor_checks_booleans_and_choices_too() -> None:
@@ -156,14 +193,15 @@ def test_the_constructor_checks_booleans_and_choices_too() -> None:
         Settings(provisioning="apply")
 
 
-def test_stream_lifetime_is_short_on_the_emulator_and_the_clients_own_elsewhere(
+def test_stream_lifetime_defaults_to_the_clients_own_on_the_emulator_too(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from relay.settings import EMULATOR_STREAM_LIFETIME
-
+    # The default must not reopen healthy streams on the emulator: each reopen
+    # there can leave messages to wait out their ack deadline (issue 9).
     monkeypatch.delenv("PUBSUB_EMULATOR_HOST", raising=False)
     assert Settings.load(environ={}).effective_stream_lifetime is None
     assert Settings.load(environ={"RELAY_STREAM_LIFETIME": "300"}).effective_stream_lifetime == 300
     monkeypatch.setenv("PUBSUB_EMULATOR_HOST", "127.0.0.1:8085")
-    assert Settings.load(environ={}).effective_stream_lifetime == EMULATOR_STREAM_LIFETIME
-    assert Settings.load(environ={}, stream_lifetime=60).effective_stream_lifetime == 60
+    assert Settings.load(environ={}).effective_stream_lifetime is None
+    assert Settings.load(environ={"RELAY_STREAM_LIFETIME": "0"}).effective_stream_lifetime is None
+    assert Settings.load(environ={}, stream_lifetime=15).effective_stream_lifetime == 15
