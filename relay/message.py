@@ -92,8 +92,8 @@ class Outcome:
     """How processing went. Post-process hooks receive it.
 
     ``action`` is what the worker will do with the message once the post hooks
-    have run. A middleware may change it deliberately (``UnrecoverableMiddleware``
-    turns a nack into an ack); a hook that raises never changes it.
+    have run. A middleware may change it deliberately (say, turn a nack into an
+    ack); a hook that raises never changes it.
     """
 
     status: Status

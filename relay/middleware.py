@@ -13,6 +13,7 @@ per-message values in ``message.state``, never on ``self``.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -155,7 +156,15 @@ class MiddlewareChain:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> MiddlewareChain:
-        return cls(_instantiate(item, settings) for item in settings.middleware)
+        """``MIDDLEWARE``, and first (so its post hooks run last) the results
+        middleware ``RESULTS`` asks for, unless ``MIDDLEWARE`` lists one."""
+        items = [_instantiate(item, settings) for item in settings.middleware]
+        if settings.results is not None:
+            from relay.results import ResultsMiddleware
+
+            if not any(isinstance(item, ResultsMiddleware) for item in items):
+                items.insert(0, _instantiate(ResultsMiddleware(), settings))
+        return cls(items)
 
     def has(self, hook: str) -> bool:
         return bool(self._hooks[hook])
@@ -165,7 +174,12 @@ class MiddlewareChain:
         for fn in self._hooks[hook]:
             try:
                 fn(*args)
-            except Exception:
+            except BaseException as exc:
+                # Even SystemExit from a hook on a worker thread must not take the
+                # thread (or the event loop) down with the message; on the main
+                # thread, Ctrl-C and sys.exit() are the user stopping the process.
+                if not isinstance(exc, Exception) and _on_main_thread():
+                    raise
                 owner = type(getattr(fn, "__self__", fn)).__qualname__
                 logger.exception("middleware %s.%s raised; ignored", owner, hook)
 
@@ -174,3 +188,7 @@ class MiddlewareChain:
 
     def __len__(self) -> int:
         return len(self.middleware)
+
+
+def _on_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()

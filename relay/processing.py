@@ -6,9 +6,21 @@ The ack policy, exactly:
 what happened                      settle       hooks after ``pre_process_message``
 =================================  ===========  ================================
 handler returned                   ack          ``post_process_message_success``
-a ``filter_by`` rejected it        ack          (status ``skipped``)
-handler raised                     nack         ``post_process_message_failure``
-a filter raised                    nack         ``post_process_message_failure``
+a filter returned False            ack          (status ``skipped``)
+handler raised (any                nack         ``post_process_message_failure``
+``BaseException``)
+handler raised ``SkipMessage``     ack          (status ``skipped``; the reason is
+                                                ``outcome.exception``)
+handler raised                     dead letter  ``post_process_message_failure``
+``UnrecoverableError``, the
+subscription has a dead-letter
+topic
+handler raised                     ack          the same
+``UnrecoverableError``, no
+dead-letter topic
+a filter raised (any               nack         ``post_process_message_failure``;
+``BaseException``) or returned                  ``outcome.exception`` is a
+something other than a bool                     ``FilterError`` naming the filter
 payload is not JSON / not UTF-8,   dead letter  ``post_process_message_failure``
 subscription has a dead-letter                  and an ERROR log with the message
 topic                                           id and the first bytes
@@ -21,12 +33,17 @@ subscription's dead-letter topic (adding ``relay_dead_letter_reason`` and
 ``relay_dead_letter_subscription``) and acks it once that publish is confirmed;
 if the publish fails the message is nacked, so it is never lost.
 
+A filter must return a bool (``relay.filters``): ``None``, a string or a
+coroutine is that message's failure, never a silent skip or pass. Even a filter
+raising ``KeyboardInterrupt`` or ``SystemExit`` only fails its message: nothing
+a filter or handler does escapes into the worker's threads or event loop.
+
 A ``post_process_message_failure`` hook may set ``outcome.retry_in``: the
 handler is then called again after that many seconds, on the same thread, with
 ``message.retries`` increased (``RetryMiddleware``). ``post_process_message``
 runs once, last, in every case. A middleware may turn a nack into an ack (or
-back) by setting ``outcome.action``; that is how ``UnrecoverableMiddleware``
-works. Hooks that raise are contained and change nothing.
+back) by setting ``outcome.action``. Hooks that raise are contained and
+change nothing.
 
 Settling: with ``enable_exactly_once_delivery`` the ack is sent with
 ``ack_with_response()`` and an ack Pub/Sub did not apply is logged and reported
@@ -44,7 +61,8 @@ from concurrent.futures import Future
 from typing import Any
 
 from relay.codec import Codec
-from relay.errors import AckError, DecodeError
+from relay.errors import AckError, DecodeError, SkipMessage, UnrecoverableError
+from relay.filters import run_filters
 from relay.limits import MAX_ATTRIBUTE_VALUE_BYTES, MAX_ATTRIBUTES
 from relay.message import Action, Message, Outcome, Status
 from relay.middleware import MiddlewareChain
@@ -100,10 +118,8 @@ class Processor:
             return Outcome(Status.FAILURE, action, _clock() - started, exception=exc)
         if self._global_filters or sub.filters:
             try:
-                passed = all(f(**attributes) for f in self._global_filters) and sub.accepts(
-                    attributes
-                )
-            except Exception as exc:
+                passed = run_filters(self._global_filters, attributes) and sub.accepts(attributes)
+            except BaseException as exc:  # a FilterError naming the filter, whatever it did
                 return Outcome(Status.FAILURE, Action.NACK, _clock() - started, exception=exc)
             if not passed:
                 return Outcome(Status.SKIPPED, Action.ACK, _clock() - started)
@@ -125,6 +141,17 @@ class Processor:
         if sub.wants_attempt:
             return {**attributes, "delivery_attempt": received.delivery_attempt}
         return attributes
+
+    def _raised(self, sub: Subscription, exc: BaseException, started: float) -> Outcome:
+        """The outcome of a handler that raised ``exc`` (see the ack policy above)."""
+        elapsed = _clock() - started
+        if isinstance(exc, SkipMessage):
+            return Outcome(Status.SKIPPED, Action.ACK, elapsed, exception=exc)
+        if isinstance(exc, UnrecoverableError):
+            keep = sub.dead_letter is not None and self._send_dead_letter is not None
+            action = Action.DEAD_LETTER if keep else Action.ACK
+            return Outcome(Status.FAILURE, action, elapsed, exception=exc)
+        return Outcome(Status.FAILURE, Action.NACK, elapsed, exception=exc)
 
     def _failed(self, sub: Subscription, message: Message, outcome: Outcome) -> float | None:
         """Run the failure hooks; return the delay before a retry, if one was asked for."""
@@ -237,9 +264,10 @@ class Processor:
                 if result is not None and asyncio.iscoroutine(result):  # async on the sync path
                     result = asyncio.run(result)
             except BaseException as exc:  # even SystemExit: one message never kills a worker
-                outcome = Outcome(Status.FAILURE, Action.NACK, _clock() - started, exception=exc)
+                outcome = self._raised(sub, exc, started)
             else:
                 outcome = Outcome(Status.SUCCESS, Action.ACK, _clock() - started, result=result)
+            if outcome.status is not Status.FAILURE:
                 return self._finish(sub, message, received, outcome)
             delay = self._failed(sub, message, outcome)
             if delay is None or self._stopping.wait(delay):
@@ -266,9 +294,10 @@ class Processor:
                 self._finish(sub, message, received, outcome)
                 raise
             except BaseException as exc:
-                outcome = Outcome(Status.FAILURE, Action.NACK, _clock() - started, exception=exc)
+                outcome = self._raised(sub, exc, started)
             else:
                 outcome = Outcome(Status.SUCCESS, Action.ACK, _clock() - started, result=result)
+            if outcome.status is not Status.FAILURE:
                 return self._finish(sub, message, received, outcome)
             delay = self._failed(sub, message, outcome)
             if delay is not None:

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from relay.errors import ConfigurationError
+from relay.filters import Filter, run_filters
+from relay.filters import check_filter as check_filter  # setting_values imports it from here
+from relay.filters import describe as _describe
 from relay.limits import validate_name
 from relay.policies import MIN_DELIVERY_ATTEMPTS, DeadLetterPolicy, RetryPolicy
 
@@ -22,14 +25,7 @@ if TYPE_CHECKING:
     from relay.settings import Settings
 
 Handler = Callable[..., Any]
-Filter = Callable[..., bool]
 F = TypeVar("F", bound=Handler)
-
-
-def _describe(func: Any) -> str:
-    module = getattr(func, "__module__", None) or "?"
-    qualname = getattr(func, "__qualname__", None) or repr(func)
-    return f"{module}.{qualname}"
 
 
 #: A handler parameter of this name receives the message's delivery attempt.
@@ -106,26 +102,6 @@ def _as_filters(filter_by: Filter | Sequence[Filter] | None, owner: str) -> tupl
             )
         check_filter(f, f"filter_by of {owner}")
     return out
-
-
-def check_filter(f: Callable[..., Any], owner: str) -> None:
-    """A filter is called as ``f(**attributes)``: it must take ``**kwargs``."""
-    try:
-        params = inspect.signature(f).parameters.values()
-    except (TypeError, ValueError):
-        return
-    if any(p.kind is p.VAR_KEYWORD for p in params):
-        required = [
-            p.name for p in params
-            if p.default is p.empty and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
-        ]
-        if not required:
-            return
-    raise ConfigurationError(
-        f"{owner}: {_describe(f)} cannot be called as f(**attributes), which is how relay "
-        "calls filters (the form Relé documents); write it as lambda **attrs: "
-        "attrs.get('type') == 'x'"
-    )
 
 
 class Subscription:
@@ -271,9 +247,9 @@ class Subscription:
         )
 
     # --------------------------------------------------------------- running
-    def accepts(self, attributes: dict[str, str]) -> bool:
-        """True if every ``filter_by`` callable passes for these attributes."""
-        return all(f(**attributes) for f in self.filters)
+    def accepts(self, attributes: Mapping[str, str]) -> bool:
+        """True if every ``filter_by`` callable returns True; see ``run_filters``."""
+        return run_filters(self.filters, attributes)
 
     def __call__(self, data: Any, **attributes: Any) -> Any:
         """Call the handler directly (handy in tests)."""
@@ -338,9 +314,11 @@ def sub(
     """Declare a subscription: ``@sub(topic="orders")`` or ``@sub("orders")``.
 
     The decorated name becomes a ``Subscription`` (still callable as the
-    function). ``filter_by`` is one callable or a list, each called with the
-    message attributes as keyword arguments; a message any of them rejects is
-    acked without running the handler and reported to middleware as skipped.
+    function). ``filter_by`` is one plain (not async) callable or a list, each
+    called with the message attributes as keyword arguments and returning a
+    bool; a message any of them rejects is acked without running the handler
+    and reported to middleware as skipped. A filter that raises or returns a
+    non-bool fails the message (nack, ``FilterError``).
     ``backend_filter_by`` is a Pub/Sub filter expression applied by the server.
     ``dead_letter_topic``/``max_delivery_attempts`` set the dead-letter policy
     (``dead_letter_topic=""`` turns the ``DEAD_LETTER_TOPIC`` default off);

@@ -32,8 +32,7 @@ import random
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from relay.contrib.unrecoverable import UnrecoverableError
-from relay.errors import ConfigurationError
+from relay.errors import ConfigurationError, FilterError, UnrecoverableError
 from relay.message import Action
 from relay.middleware import BaseMiddleware
 
@@ -62,7 +61,9 @@ class RetryMiddleware(BaseMiddleware):
 
     ``retry_on``: exception classes to retry (default: any ``Exception``).
     ``give_up_on``: exception classes never to retry, even if ``retry_on``
-    matches (``UnrecoverableError`` is always among them).
+    matches (``UnrecoverableError`` is always among them, and so is
+    ``FilterError``: a message whose filter failed is nacked at once, since
+    the handler never ran).
     """
 
     def __init__(
@@ -95,7 +96,8 @@ class RetryMiddleware(BaseMiddleware):
         self.multiplier = float(multiplier)
         self.jitter = jitter
         self.retry_on = _as_types(retry_on, "retry_on")
-        self.give_up_on = (*_as_types(give_up_on, "give_up_on"), UnrecoverableError)
+        self.give_up_on = (*_as_types(give_up_on, "give_up_on"), UnrecoverableError,
+                           FilterError)
 
     def delay(self, retries: int) -> float:
         """Seconds to wait before retry number ``retries + 1``."""

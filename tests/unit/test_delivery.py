@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from typing import Any
@@ -11,7 +12,6 @@ import pytest
 
 from relay import AckError, ConfigurationError, MiddlewareChain, Worker, sub
 from relay.contrib.retry import RetryMiddleware
-from relay.contrib.unrecoverable import UnrecoverableError
 from relay.transports.base import FlowControl, SubscriptionSpec
 from relay.transports.memory import MemoryMessage, MemoryTransport
 
@@ -153,7 +153,6 @@ def test_retry_middleware_gives_up_after_max_retries_and_nacks() -> None:
     [
         (ValueError("bad input"), {"retry_on": (TimeoutError,)}),
         (TimeoutError("slow"), {"give_up_on": (TimeoutError,)}),
-        (UnrecoverableError("gone"), {}),
     ],
 )
 def test_retry_middleware_does_not_retry_what_it_is_told_not_to(
@@ -173,6 +172,27 @@ def test_retry_middleware_does_not_retry_what_it_is_told_not_to(
         transport.publish("orders", b"{}", {}).result(1)
         wait_for(lambda: transport.stats("orders")["nacked"] == 1)
     assert len(calls) == 1
+
+
+def test_retry_middleware_offers_no_retry_for_a_failed_filter(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The handler never ran, so there is nothing to retry in place: no 'retry 1 of 3'."""
+    calls: list[int] = []
+
+    @sub(topic="orders", filter_by=lambda **attrs: int(attrs["n"]) > 0)
+    def handle(data: Any, **attrs: Any) -> None:
+        calls.append(1)
+
+    transport = MemoryTransport(redelivery_delay=60)
+    retry = RetryMiddleware(max_retries=3, min_backoff=0.0, max_backoff=0.0)
+    with caplog.at_level(logging.INFO, logger="relay"), Worker(
+        [handle], settings=settings(), transport=transport, middleware=MiddlewareChain([retry])
+    ):
+        transport.publish("orders", b"{}", {"n": "x"}).result(1)
+        wait_for(lambda: transport.stats("orders")["nacked"] == 1)
+    assert calls == []
+    assert "retry 1 of" not in caplog.text
 
 
 def test_retry_middleware_retries_async_handlers() -> None:

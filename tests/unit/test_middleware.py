@@ -3,10 +3,11 @@ from typing import Any
 
 import pytest
 
-from relay import BaseMiddleware, ConfigurationError, MiddlewareChain, Settings
+from relay import BaseMiddleware, ConfigurationError, MiddlewareChain, Settings, Worker, sub
 from relay.message import OutgoingMessage
+from relay.transports.memory import MemoryTransport
 
-from .helpers import Recorder
+from .helpers import Recorder, settings, wait_for
 
 
 def test_pre_hooks_in_order_post_hooks_in_reverse() -> None:
@@ -77,3 +78,43 @@ def test_bad_middleware_entries(item: Any, fragment: str) -> None:
     with pytest.raises(ConfigurationError) as info:
         MiddlewareChain.from_settings(Settings.load(environ={}, middleware=[item]))
     assert fragment in str(info.value)
+
+
+class ExitingOnMessages(BaseMiddleware):
+    """A buggy hook that raises what is not an ``Exception`` on every message."""
+
+    def pre_process_message(self, subscription: Any, message: Any) -> None:
+        raise SystemExit("hook bug")
+
+
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync-handler", "async-handler"])
+def test_a_hook_raising_system_exit_on_a_worker_thread_is_contained(
+    is_async: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    handled: list[str] = []
+    if is_async:
+        async def handle(data: Any, **attrs: str) -> None:
+            handled.append(attrs["n"])
+    else:
+        def handle(data: Any, **attrs: str) -> None:
+            handled.append(attrs["n"])
+    s = sub(topic="orders")(handle)
+    transport = MemoryTransport()
+    with caplog.at_level(logging.ERROR, logger="relay.middleware"), Worker(
+        [s], settings=settings(), transport=transport,
+        middleware=MiddlewareChain([ExitingOnMessages()]),
+    ):
+        for n in ("1", "2"):
+            transport.publish("orders", b"{}", {"n": n}).result(1)
+        wait_for(lambda: transport.stats("orders")["acked"] == 2)
+    assert sorted(handled) == ["1", "2"]
+    assert caplog.text.count("ExitingOnMessages.pre_process_message raised") == 2
+
+
+def test_a_hook_raising_keyboard_interrupt_on_the_main_thread_still_stops_the_caller() -> None:
+    class Interrupting(BaseMiddleware):
+        def pre_publish(self, message: OutgoingMessage) -> None:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        MiddlewareChain([Interrupting()]).run("pre_publish", OutgoingMessage("orders", {}, {}))
