@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from types import MappingProxyType
 
 from relay.errors import ConfigurationError
 
@@ -21,6 +22,8 @@ MAX_PAYLOAD_BYTES = 10 * 1024 * 1024
 #: timeout, **attrs)`` cannot carry, because they are its own parameter names.
 #: Checked for every transport, so tests on the memory transport fail the same way.
 UNSENDABLE_ATTRIBUTES = frozenset({"self", "topic", "data", "ordering_key", "retry", "timeout"})
+#: ``validate_attributes(added=...)`` when the caller set every attribute itself.
+NOBODY: Mapping[str, str] = MappingProxyType({})
 #: Pub/Sub's resource-name rule: a letter, then letters, digits and - . _ ~ % +.
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9\-._~%+]{2,254}")
 
@@ -43,12 +46,17 @@ def validate_name(name: object, kind: str = "topic") -> str:
     raise ConfigurationError(f"invalid {kind} name {name!r}: it {why}")
 
 
-def validate_attributes(attributes: Mapping[str, object]) -> None:
-    """Check message attributes against Pub/Sub's limits."""
+def validate_attributes(
+    attributes: Mapping[str, object], *, added: Mapping[str, str] = NOBODY
+) -> None:
+    """Check message attributes against Pub/Sub's limits.
+
+    ``added`` maps the names of attributes the caller did not set to who added
+    them (``{"published_at": "relay"}``): they count like any other, and the
+    error for too many says how many are the caller's own and how many it may have.
+    """
     if len(attributes) > MAX_ATTRIBUTES:
-        raise ConfigurationError(
-            f"a message has {len(attributes)} attributes; Pub/Sub allows at most {MAX_ATTRIBUTES}"
-        )
+        raise ConfigurationError(_too_many(attributes, added))
     clash = UNSENDABLE_ATTRIBUTES.intersection(attributes)
     if clash:
         raise ConfigurationError(
@@ -74,6 +82,37 @@ def validate_attributes(attributes: Mapping[str, object]) -> None:
                 f"attribute {key!r} is {size} bytes; the limit is {MAX_ATTRIBUTE_VALUE_BYTES}: "
                 "put large values in the data"
             )
+
+
+def _too_many(attributes: Mapping[str, object], added: Mapping[str, str]) -> str:
+    total = len(attributes)
+    excess = total - MAX_ATTRIBUTES
+    by_whom: dict[str, list[str]] = {}
+    for name, who in added.items():
+        if name in attributes:
+            by_whom.setdefault(who, []).append(name)
+    if not by_whom:
+        return (
+            f"a message has {total} attributes; Pub/Sub allows at most {MAX_ATTRIBUTES}: "
+            f"remove {excess}, or put their values in the data"
+        )
+    theirs = sum(len(names) for names in by_whom.values())
+    listed = "; ".join(f"{_names(names)} by {who}" for who, names in by_whom.items())
+    room = MAX_ATTRIBUTES - theirs
+    fix = (
+        f"so at most {room} of yours: remove {excess} of yours, or put their values in the data"
+        if room >= 0
+        else "and those added for you alone are over it: check what adds them"
+    )
+    return (
+        f"a message has {total} attributes: {total - theirs} of yours and {theirs} added for "
+        f"you ({listed}); Pub/Sub allows at most {MAX_ATTRIBUTES} in all, {fix}"
+    )
+
+
+def _names(names: list[str]) -> str:
+    shown = ", ".join(names[:5])
+    return shown if len(names) <= 5 else f"{shown} and {len(names) - 5} more"
 
 
 def validate_payload(topic: str, payload: bytes) -> None:

@@ -12,11 +12,18 @@ import time
 from collections.abc import Mapping
 from concurrent.futures import CancelledError, Future
 from concurrent.futures import TimeoutError as FutureTimeoutError
+from types import MappingProxyType
 from typing import Any
 
 from relay.codec import Codec
 from relay.errors import ConfigurationError, PublishError
-from relay.limits import validate_attributes, validate_name, validate_payload
+from relay.limits import (
+    MAX_ATTRIBUTES,
+    NOBODY,
+    validate_attributes,
+    validate_name,
+    validate_payload,
+)
 from relay.message import OutgoingMessage
 from relay.middleware import MiddlewareChain
 from relay.settings import Settings
@@ -91,6 +98,22 @@ class _Budget:
             self._cond.notify()
 
 
+#: Who set an attribute the caller did not: ``validate_attributes`` counts them apart.
+_ADDED_BY_RELAY: Mapping[str, str] = MappingProxyType({"published_at": "relay"})
+
+
+def _who_added(
+    final: Mapping[str, str], attrs: Mapping[str, str] | None, attributes: Mapping[str, str]
+) -> dict[str, str]:
+    """The attributes publish()'s caller did not pass, and who added them."""
+    own = set(attrs or ()).union(attributes)
+    return {
+        name: "relay" if name == "published_at" else "pre_publish middleware"
+        for name in final
+        if name not in own
+    }
+
+
 class PublisherFull(BufferError):
     """The publisher's back-pressure limit was reached (``PUBLISHER_MAX_MESSAGES``/``_BYTES``)."""
 
@@ -140,8 +163,11 @@ class Publisher:
         (``PUBLISHER_BLOCKING``); with ``blocking=True`` it waits up to ``timeout``
         seconds (``PUBLISHER_TIMEOUT``) and, on any failure, raises
         ``PublishError`` (or, with ``raise_exception=False``, logs and returns the
-        failed future). Invalid names, attributes or data raise
-        ``ConfigurationError``/``TypeError`` before anything is sent.
+        failed future). Invalid names or attributes raise ``ConfigurationError``,
+        and data JSON cannot carry unchanged (NaN, infinity, integers beyond 64
+        bits, non-UTF-8 bytes, unknown types) ``relay.EncodeError`` (a
+        ``TypeError``) naming the value's path, before anything is sent and
+        before any hook runs.
 
         ``topic``, ``data``, ``ordering_key``, ``blocking``, ``timeout``, ``attrs``
         and ``raise_exception`` are reserved: pass attributes with those names
@@ -150,7 +176,8 @@ class Publisher:
         ``ordering_key``, ``retry``, ``timeout`` or ``self`` cannot be sent
         through google-cloud-pubsub at all and are rejected up front, see
         ``relay.limits.UNSENDABLE_ATTRIBUTES``). A ``published_at`` attribute
-        (epoch seconds, as Relé sets it) is added unless present.
+        (epoch seconds, as Relé sets it) is added unless present; it counts
+        toward Pub/Sub's 100, so 99 of the caller's own fit beside it.
 
         Back-pressure: at most ``PUBLISHER_MAX_MESSAGES`` messages and
         ``PUBLISHER_MAX_BYTES`` bytes may await confirmation. At the limit,
@@ -166,8 +193,11 @@ class Publisher:
         merged: dict[str, str] = dict(attrs) if attrs else {}
         if attributes:
             merged.update(attributes)
-        merged.setdefault("published_at", str(time.time()))
-        validate_attributes(merged)
+        added = NOBODY
+        if "published_at" not in merged:
+            merged["published_at"] = str(time.time())
+            added = _ADDED_BY_RELAY
+        validate_attributes(merged, added=added)
         if ordering_key and not isinstance(ordering_key, str):
             raise ConfigurationError(f"ordering_key must be a string, got {ordering_key!r}")
         payload = self._codec.encode(data)
@@ -178,8 +208,11 @@ class Publisher:
         started = time.perf_counter()
         if chain.has("pre_publish"):
             chain.run("pre_publish", message)
+            final = message.attributes
+            if len(final) > MAX_ATTRIBUTES:  # only the error for too many needs who added what
+                added = _who_added(final, attrs, attributes)
             try:
-                validate_attributes(message.attributes)  # what middleware added counts too
+                validate_attributes(final, added=added)  # what middleware added counts too
             except ConfigurationError as exc:
                 # pre_publish ran, so its post hook must too (a span must end).
                 chain.run("post_publish_failure", message, exc, time.perf_counter() - started)

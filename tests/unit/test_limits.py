@@ -48,9 +48,33 @@ def test_attribute_values_must_be_strings() -> None:
 
 
 def test_too_many_attributes() -> None:
-    with pytest.raises(ConfigurationError, match="101 attributes; Pub/Sub allows at most 100"):
+    with pytest.raises(ConfigurationError) as info:
         validate_attributes({f"k{i}": "v" for i in range(101)})
+    assert str(info.value) == (
+        "a message has 101 attributes; Pub/Sub allows at most 100: remove 1, "
+        "or put their values in the data"
+    )
     validate_attributes({f"k{i}": "v" for i in range(100)})
+
+
+def test_too_many_attributes_counts_the_callers_own_apart_from_those_added_for_it() -> None:
+    attributes = {f"k{i}": "v" for i in range(100)}
+    attributes["published_at"] = "1.0"
+    attributes["trace_id"] = "t"
+    attributes["span_id"] = "s"
+    with pytest.raises(ConfigurationError) as info:
+        validate_attributes(
+            attributes,
+            added={"published_at": "relay", "trace_id": "middleware", "span_id": "middleware"},
+        )
+    assert str(info.value) == (
+        "a message has 103 attributes: 100 of yours and 3 added for you (published_at by "
+        "relay; trace_id, span_id by middleware); Pub/Sub allows at most 100 in all, so at "
+        "most 97 of yours: remove 3 of yours, or put their values in the data"
+    )
+    # ``added`` only explains the count; it grants no extra room.
+    del attributes["k0"], attributes["k1"], attributes["k2"]
+    validate_attributes(attributes, added={"published_at": "relay"})
 
 
 def test_attribute_key_and_value_sizes() -> None:
@@ -73,3 +97,15 @@ def test_payload_limit() -> None:
     validate_payload("orders", b"x" * MAX_PAYLOAD_BYTES)
     with pytest.raises(ConfigurationError, match="'orders' encodes to 10485761 bytes"):
         validate_payload("orders", b"x" * (MAX_PAYLOAD_BYTES + 1))
+
+
+def test_attributes_added_for_the_caller_alone_over_the_limit_say_so() -> None:
+    attributes = {f"m{i}": "v" for i in range(101)}
+    attributes["mine"] = "v"
+    with pytest.raises(ConfigurationError) as info:
+        validate_attributes(attributes, added={f"m{i}": "middleware" for i in range(101)})
+    assert str(info.value) == (
+        "a message has 102 attributes: 1 of yours and 101 added for you (m0, m1, m2, m3, m4 "
+        "and 96 more by middleware); Pub/Sub allows at most 100 in all, and those added for "
+        "you alone are over it: check what adds them"
+    )

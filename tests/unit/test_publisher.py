@@ -7,6 +7,9 @@ import pytest
 
 import relay
 from relay import ConfigurationError, MiddlewareChain, Publisher, PublishError, Settings
+from relay.codec import EncodeError
+from relay.message import OutgoingMessage
+from relay.middleware import BaseMiddleware
 from relay.transports.memory import MemoryTransport
 
 from .helpers import Recorder, StalledTransport, wait_for
@@ -62,11 +65,27 @@ def test_explicit_published_at_is_kept() -> None:
         (lambda p: p.publish("orders", {}, n=1), ConfigurationError, "attribute 'n' has value 1"),
         (lambda p: p.publish("orders", object()), TypeError, "relay cannot encode object"),
         (
+            lambda p: p.publish("orders", {"readings": [1.5, float("nan")]}),
+            EncodeError,
+            "relay cannot encode float('nan') at data['readings'][1]: JSON has no NaN",
+        ),
+        (
+            lambda p: p.publish("orders", {"blob": b"\xff"}),
+            EncodeError,
+            "relay cannot encode bytes at data['blob']: they are not UTF-8",
+        ),
+        (
+            lambda p: p.publish("orders", [{"id": 2**64}]),
+            EncodeError,
+            "relay cannot encode the integer 18446744073709551616 at data[0]['id']",
+        ),
+        (
             lambda p: p.publish("orders", "x" * (10 * 1024 * 1024)),
             ConfigurationError,
             "Pub/Sub's limit is 10485760 bytes",
         ),
     ],
+    ids=["topic", "attribute", "unknown-type", "nan", "non-utf8-bytes", "int-over-64-bits", "size"],
 )
 def test_bad_input_is_rejected_before_anything_is_sent(
     call: Any, error: type, fragment: str
@@ -76,7 +95,10 @@ def test_bad_input_is_rejected_before_anything_is_sent(
         call(pub)
     assert fragment in str(info.value)
     assert transport.published == []
+    # Refused before the hooks, like every check here: no pre hook, so no post hook.
     assert rec.hooks("pre_publish") == []
+    assert rec.hooks("post_publish_failure") == []
+    assert pub.outstanding == (0, 0)
 
 
 def test_topic_prefix_applies_to_publish() -> None:
@@ -154,3 +176,78 @@ def test_process_wide_publisher_is_swappable_and_resettable() -> None:
         assert [orjson.loads(r.data) for r in other.published] == [{"n": 2}]
         relay.set_publisher(None)
         assert relay.get_publisher() is not replacement
+
+
+def test_nan_and_infinity_are_refused_by_relay_publish_and_nothing_is_sent() -> None:
+    from relay.testing import memory_app
+
+    with memory_app() as env:
+        for bad in (float("nan"), float("inf"), float("-inf")):
+            with pytest.raises(EncodeError, match=r"at data\['sensor'\]\['readings'\]\[2\]"):
+                relay.publish("metrics", {"sensor": {"readings": [0.5, 1.5, bad]}})
+        assert env.published == []
+
+
+def test_none_and_the_text_null_are_published_unchanged() -> None:
+    pub, _, transport = make()
+    data = {"note": None, "text": "null", "items": [None, "null", {"null": None}]}
+    pub.publish("orders", data).result(1)
+    assert transport.published[0].data == (
+        b'{"note":null,"text":"null","items":[null,"null",{"null":null}]}'
+    )
+    assert orjson.loads(transport.published[0].data) == data
+
+
+def attributes(count: int) -> dict[str, str]:
+    return {f"k{i}": "v" for i in range(count)}
+
+
+def test_99_attributes_of_your_own_plus_published_at_is_the_limit() -> None:
+    pub, _, transport = make()
+    pub.publish("orders", {}, attrs=attributes(99)).result(1)
+    assert len(transport.published[0].attributes) == 100
+    # with your own published_at, relay adds nothing: 100 of yours fit
+    pub.publish("orders", {}, attrs=attributes(99), published_at="1.0").result(1)
+    assert len(transport.published[1].attributes) == 100
+
+
+@pytest.mark.parametrize(("own", "remove"), [(100, 1), (101, 2)])
+def test_too_many_attributes_counts_yours_and_says_relay_adds_published_at(
+    own: int, remove: int
+) -> None:
+    pub, rec, transport = make()
+    with pytest.raises(ConfigurationError) as info:
+        pub.publish("orders", {}, attrs=attributes(own))
+    assert str(info.value) == (
+        f"a message has {own + 1} attributes: {own} of yours and 1 added for you "
+        "(published_at by relay); Pub/Sub allows at most 100 in all, so at most 99 of "
+        f"yours: remove {remove} of yours, or put their values in the data"
+    )
+    assert transport.published == [] and rec.hooks("pre_publish") == []
+
+
+class AddsTracing(BaseMiddleware):
+    def pre_publish(self, message: OutgoingMessage) -> None:
+        message.attributes["trace_id"] = "t"
+        message.attributes["span_id"] = "s"
+
+
+def test_too_many_attributes_after_middleware_names_what_middleware_added() -> None:
+    transport = MemoryTransport()
+    rec = Recorder()
+    pub = Publisher(
+        transport,
+        settings=Settings.load(environ={}, gc_project_id="relay-test"),
+        middleware=MiddlewareChain([rec, AddsTracing()]),
+    )
+    pub.publish("orders", {}, attrs=attributes(97)).result(1)  # 97 + 1 + 2 = 100
+    with pytest.raises(ConfigurationError) as info:
+        pub.publish("orders", {}, attrs=attributes(98))
+    assert str(info.value) == (
+        "a message has 101 attributes: 98 of yours and 3 added for you (published_at by "
+        "relay; trace_id, span_id by pre_publish middleware); Pub/Sub allows at most 100 in "
+        "all, so at most 97 of yours: remove 1 of yours, or put their values in the data"
+    )
+    assert len(transport.published) == 1
+    [(_, error)] = rec.hooks("post_publish_failure")
+    assert error is info.value
