@@ -10,8 +10,11 @@ daemon thread, two read-only views of ``worker.status()``:
   (including once ``stop()`` has closed every stream): restarting the process
   is the remedy.
 * ``GET /readyz``: 200 once provisioning has finished, the worker has started
-  and is not stopping, and every subscription's stream is open and connected.
-  503 otherwise: the worker is not consuming (yet, or right now).
+  and is not stopping, and every subscription's stream is open, connected and
+  not failing (a streaming pull that keeps ending with an error the client
+  retries by itself, such as ``RESOURCE_EXHAUSTED``, is ``failing``; the reason
+  quotes the error). 503 otherwise: the worker is not consuming (yet, or right
+  now).
 
 Both answer ``HEAD`` too, and every body is a JSON object: ``probe``, ``ok``,
 ``reasons`` (why it is not ok, empty when it is) and the worker's status
@@ -89,7 +92,9 @@ def readiness(status: Mapping[str, Any]) -> list[str]:
             reasons.append("the worker has not started")
     for sub in status.get("subscriptions", ()):
         state = sub.get("state")
-        if state != "open":
+        if state == "failing":
+            reasons.append(f"subscription {sub.get('name')} is failing: {sub.get('last_error')}")
+        elif state != "open":
             reasons.append(f"subscription {sub.get('name')} is {state}")
     return reasons
 

@@ -21,22 +21,22 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future
-from dataclasses import dataclass
 from typing import Any
 
 from relay import provisioning
 from relay.codec import Codec
+from relay.delays import holder_for
 from relay.executor import HandlerPool
 from relay.middleware import MiddlewareChain
 from relay.processing import Processor
 from relay.settings import Settings
 from relay.subscription import Subscription, check_unique
-from relay.transports.base import ProvisionResult, ReceivedMessage, Stream, Transport
+from relay.supervision import StreamState
+from relay.transports.base import ProvisionResult, ReceivedMessage, Transport
 
 logger = logging.getLogger("relay.worker")
 
@@ -44,35 +44,10 @@ RESTART_BACKOFF_MIN = 1.0
 RESTART_BACKOFF_MAX = 60.0
 #: A restarted stream that stays up this long resets its backoff.
 HEALTHY_AFTER = 30.0
-#: Seconds a stream may be disconnected before the worker logs a warning.
-DISCONNECTED_WARNING = 5.0
 
 
 def _nack_queued(received: ReceivedMessage) -> None:
     received.nack()
-
-
-@dataclass
-class StreamState:
-    """Supervision state of one subscription's stream (for ``Worker.status()``)."""
-
-    subscription: Subscription
-    stream: Stream | None = None
-    state: str = "idle"  # idle | open | restarting | stopped
-    failures: int = 0
-    last_error: str | None = None
-    opened_at: float = 0.0
-    retry_at: float = 0.0
-    #: False while an open stream cannot reach the broker (``Stream.connected``).
-    connected: bool = True
-    #: When the stream last went from healthy to failing or disconnected.
-    unhealthy_since: float | None = None
-    warned: bool = False
-
-    def reported_state(self) -> str:
-        if self.state == "open" and not self.connected:
-            return "connecting"
-        return self.state
 
 
 class Worker:
@@ -219,6 +194,10 @@ class Worker:
                 if self._inflight == 0:
                     inflight.notify_all()
 
+        # A task message that is not due yet waits in a Holder, not on a handler
+        # (relay.delays); None for other subscriptions.
+        holder = holder_for(sub, self.settings, lambda: self.transport, stopping)
+
         if sub.is_async:
 
             async def run_async(received: ReceivedMessage) -> None:
@@ -231,13 +210,17 @@ class Worker:
                 finally:
                     done(received)
 
+            def dispatch_async(received: ReceivedMessage) -> None:
+                assert self._loop is not None
+                asyncio.run_coroutine_threadsafe(run_async(received), self._loop)
+
             def on_message(received: ReceivedMessage) -> None:
                 if stopping.is_set():
                     received.nack()
                     return
                 begin(received)
-                assert self._loop is not None
-                asyncio.run_coroutine_threadsafe(run_async(received), self._loop)
+                if holder is None or not holder.hold(received, dispatch_async, done):
+                    dispatch_async(received)
 
             return on_message
 
@@ -251,13 +234,17 @@ class Worker:
             finally:
                 done(received)
 
+        def dispatch_sync(received: ReceivedMessage) -> None:
+            assert self._executor is not None
+            self._executor.submit(run_sync, received)
+
         def on_message_sync(received: ReceivedMessage) -> None:
             if stopping.is_set():
                 received.nack()
                 return
             begin(received)
-            assert self._executor is not None
-            self._executor.submit(run_sync, received)
+            if holder is None or not holder.hold(received, dispatch_sync, done):
+                dispatch_sync(received)
 
         return on_message_sync
 
@@ -275,21 +262,7 @@ class Worker:
         stream = state.stream
         if state.state == "open" and stream is not None:
             if not stream.done():
-                state.connected = stream.connected()
-                if not state.connected:
-                    if state.unhealthy_since is None:
-                        state.unhealthy_since = now
-                    elif not state.warned and now - state.unhealthy_since > DISCONNECTED_WARNING:
-                        state.warned = True
-                        logger.warning(
-                            "stream for %s cannot reach Pub/Sub; the client keeps reconnecting",
-                            state.subscription.name,
-                        )
-                elif state.unhealthy_since is not None:
-                    if state.warned:
-                        logger.info("stream for %s is connected again", state.subscription.name)
-                    state.unhealthy_since = None
-                    state.warned = False
+                state.watch(stream, now)
                 if state.failures and now - state.opened_at > HEALTHY_AFTER:
                     state.failures = 0
                 return
@@ -316,23 +289,17 @@ class Worker:
 
     @staticmethod
     def _failed(state: StreamState, error: BaseException | None, now: float) -> float:
-        """Count a failure, record it, and schedule the next try with jittered backoff."""
-        state.failures += 1
-        if state.unhealthy_since is None:
-            state.unhealthy_since = now
-        state.last_error = f"{type(error).__name__}: {error}" if error else "stream ended"
-        delay = min(RESTART_BACKOFF_MAX, RESTART_BACKOFF_MIN * 2.0 ** (state.failures - 1))
-        delay *= random.uniform(0.8, 1.2)
-        state.retry_at = now + delay
-        return delay
+        return state.failed(error, now, RESTART_BACKOFF_MIN, RESTART_BACKOFF_MAX)
 
     def status(self) -> dict[str, Any]:
         """A snapshot of the worker and every stream, for health probes and the CLI.
 
         A subscription's ``state`` is ``idle``, ``open`` (streaming and
         connected), ``connecting`` (open, but the broker cannot be reached),
+        ``failing`` (open, but its streaming pull keeps ending with an error
+        the client retries by itself; ``last_error`` says which),
         ``restarting`` or ``stopped``; ``unhealthy_for`` is how many seconds it
-        has been restarting or disconnected (None when healthy).
+        has been restarting, failing or disconnected (None when healthy).
         """
         now = time.monotonic()
         supervisor = self._supervisor
@@ -342,19 +309,7 @@ class Worker:
             "provisioned": self._provisioned,
             "supervisor_alive": supervisor is not None and supervisor.is_alive(),
             "inflight": self._inflight,
-            "subscriptions": [
-                {
-                    "name": st.subscription.name,
-                    "topic": st.subscription.full_topic,
-                    "state": st.reported_state(),
-                    "failures": st.failures,
-                    "last_error": st.last_error,
-                    "unhealthy_for": (
-                        None if st.unhealthy_since is None else now - st.unhealthy_since
-                    ),
-                }
-                for st in self._states.values()
-            ],
+            "subscriptions": [st.snapshot(now) for st in self._states.values()],
         }
 
     # ---------------------------------------------------------------- stopping
@@ -363,10 +318,11 @@ class Worker:
 
         Waits up to ``timeout`` (default ``DRAIN_TIMEOUT``) for handlers already
         running or queued. Returns True if every one finished. At the deadline,
-        every message not finished is nacked (before the streams close, so the
-        nacks are sent) and Pub/Sub redelivers it promptly: queued ones never
-        start; a handler still running is abandoned (its thread is a daemon and
-        does not hold the process open) and its late ack or nack is ignored.
+        every message not finished is nacked, the streams close (sending those
+        nacks once they no longer receive) and Pub/Sub redelivers it promptly,
+        to another consumer: queued ones never start; a handler still running
+        is abandoned (its thread is a daemon and does not hold the process
+        open) and its late ack or nack is ignored.
         """
         with self._lifecycle:
             if self._stopping.is_set():
@@ -402,13 +358,7 @@ class Worker:
                 "drain timeout (%.1f s) reached with %d message(s) unfinished; nacked, so "
                 "Pub/Sub redelivers them", wait, len(unfinished),
             )
-        for state in self._states.values():
-            if state.stream is not None:
-                try:
-                    state.stream.close(timeout=10)
-                except Exception:
-                    logger.exception("closing the stream of %s failed", state.subscription.name)
-            state.state = "stopped"
+        self._close_streams()
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._loop.stop)
             if self._loop_thread is not None:
@@ -417,6 +367,26 @@ class Worker:
         logger.info("worker stopped")
         self.middleware.run("post_worker_stop", self)
         return self._drained
+
+    def _close_streams(self) -> None:
+        """Close every stream, all at once: a close may wait seconds for the broker."""
+
+        def close(state: StreamState) -> None:
+            if state.stream is not None:
+                try:
+                    state.stream.close(timeout=10)
+                except Exception:
+                    logger.exception("closing the stream of %s failed", state.subscription.name)
+            state.state = "stopped"
+
+        closing = [
+            threading.Thread(target=close, args=(state,), name="relay-close", daemon=True)
+            for state in self._states.values()
+        ]
+        for thread in closing:
+            thread.start()
+        for thread in closing:
+            thread.join(15)
 
     def _finish_stop(self) -> None:
         if self._owns_transport and self._transport is not None:

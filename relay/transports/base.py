@@ -22,7 +22,9 @@ same checks against the memory transport and the Pub/Sub emulator):
   stream.
 * ``Stream.cancel()`` stops delivering new messages but keeps acks and nacks of
   messages already delivered working, so the Worker can drain; ``Stream.close()``
-  then flushes pending acks and releases the stream.
+  then flushes pending acks and releases the stream. A transport may hold the
+  nacks issued after ``cancel()`` until ``close()`` has stopped the stream from
+  receiving, so that the broker does not hand the messages back to it.
 """
 
 from __future__ import annotations
@@ -104,6 +106,13 @@ class SubscriptionSpec:
     max_delivery_attempts: int = 0
     enable_message_ordering: bool = False
     enable_exactly_once_delivery: bool = False
+    #: Seconds without subscriber activity after which the broker deletes the
+    #: subscription; None: the broker's default (31 days on Pub/Sub). Set at
+    #: creation only (relay's reply subscriptions); provisioning does not compare it.
+    expiration_ttl: float | None = None
+    #: Seconds an unacked message is kept; None: the broker's default (7 days).
+    #: Set at creation only, like ``expiration_ttl``.
+    message_retention: float | None = None
 
 
 class ProvisionAction(str, enum.Enum):
@@ -152,6 +161,12 @@ class Stream(abc.ABC):
         """
         return not self.done()
 
+    def failure(self) -> str | None:
+        """Why the stream, open, is not working: say, it keeps failing with an error
+        the transport retries by itself. ``None`` when it works or the transport
+        cannot tell (the default)."""
+        return None
+
 
 MessageCallback = Callable[[ReceivedMessage], None]
 
@@ -188,6 +203,27 @@ class Transport(abc.ABC):
     @abc.abstractmethod
     def update_subscription(self, spec: SubscriptionSpec, fields: tuple[str, ...]) -> None:
         """Set ``fields`` (names from ``relay.provisioning.UPDATABLE``) to ``spec``'s values."""
+
+    def topic_iam_policy(self, topic: str) -> Mapping[str, frozenset[str]]:
+        """The topic's IAM bindings, role -> members (read-only; for reports such as
+        the Storage service agent's grant in ``relay.contrib.storage``).
+
+        Raises ``NotImplementedError`` saying why where there is no policy to read
+        (this default; the Pub/Sub emulator, which has no IAM).
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no IAM policies to read")
+
+    def delete_subscription(self, name: str) -> bool:
+        """Delete the subscription; False if it did not exist.
+
+        Only for subscriptions relay creates for itself at run time (the reply
+        subscriptions of ``relay.results``); this default refuses.
+        """
+        from relay.errors import TransportError
+
+        raise TransportError(
+            f"{type(self).__name__} cannot delete subscriptions, so it cannot remove {name!r}"
+        )
 
     def ensure_subscription(self, spec: SubscriptionSpec) -> ProvisionResult:
         """Create the subscription, or update it in place to match ``spec``.

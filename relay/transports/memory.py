@@ -343,6 +343,9 @@ class MemoryTransport(Transport):
         #: redelivered, and ``ack_with_response()`` reports the exception.
         self.fail_acks: BaseException | None = None
         self.closed = False
+        #: Topic IAM bindings, ``{topic: {role: {member, ...}}}``, for
+        #: ``topic_iam_policy`` (tests set them; nothing enforces them).
+        self.iam_policies: dict[str, dict[str, set[str]]] = {}
 
     def _redelivery_delay(self, spec: SubscriptionSpec) -> float:
         if self._fixed_delay is not None:
@@ -419,6 +422,17 @@ class MemoryTransport(Transport):
             self.topics[spec.topic].append(spec.name)
             return True
 
+    def delete_subscription(self, name: str) -> bool:
+        with self._lock:
+            existing = self.subscriptions.pop(name, None)
+            if existing is None:
+                return False
+            self.topics[existing.spec.topic].remove(name)
+        for stream in self.streams:  # like Pub/Sub: a stream on it ends with an error
+            if stream._sub is existing and not stream.done():
+                stream.fail(TransportError(f"subscription {name!r} was deleted"))
+        return True
+
     def update_subscription(self, spec: SubscriptionSpec, fields: tuple[str, ...]) -> None:
         with self._lock:
             existing = self.subscriptions.get(spec.name)
@@ -427,6 +441,13 @@ class MemoryTransport(Transport):
             existing.spec = dataclasses.replace(
                 existing.spec, **{name: getattr(spec, name) for name in fields}
             )
+
+    def topic_iam_policy(self, topic: str) -> dict[str, frozenset[str]]:
+        with self._lock:
+            if topic not in self.topics:
+                raise TransportError(f"topic {topic!r} does not exist")
+            bindings = self.iam_policies.get(topic, {})
+            return {role: frozenset(members) for role, members in bindings.items()}
 
     # -------------------------------------------------------------- consuming
     def subscribe(

@@ -1,9 +1,13 @@
-"""Health probes of a worker on the emulator whose connection to Pub/Sub breaks and heals.
+"""Health probes of a worker on the emulator whose connection to Pub/Sub breaks and heals,
+or whose streaming pull keeps failing.
 
 The worker's subscriber talks to the emulator through ``TcpProxy``
 (``tests/faults/proxy.py``), which the test cuts and restores: cut, it closes
 every live connection and resets new ones as soon as they are accepted, as a
 network outage would.
+
+The last test has no proxy: its worker's channel is too small for a message,
+so every streaming pull that carries it fails, and the probes must say so.
 
 What these tests prove is what the probes report. They do not wait for a
 message published after the outage: on the emulator, google's streaming pull
@@ -14,12 +18,14 @@ message published after the outage: on the emulator, google's streaming pull
 from __future__ import annotations
 
 import json
+import logging
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
+import orjson
 import pytest
 from google.cloud import pubsub_v1
 from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcTransport
@@ -152,3 +158,55 @@ def test_a_cut_connection_fails_readiness_then_liveness_past_the_threshold_and_h
             assert live["subscriptions"][0]["unhealthy_for"] is None
         finally:
             worker.stop(timeout=5)
+
+
+#: The receive limit of the failing worker's channel, and a message over it.
+SMALL_LIMIT = 1024 * 1024
+OVER_LIMIT = 2_000_000
+
+
+def test_a_stream_that_keeps_failing_is_logged_once_and_not_ready(
+    pubsub_emulator: Emulator, unique_name: Callable[[str], str], wait_for: Callable[..., Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Every streaming pull that carries the message ends with RESOURCE_EXHAUSTED,
+    # and google's client reopens it, silently: relay's own channels take 10 MB,
+    # so the worker's channel here is built small. The message comes back to the
+    # new stream each ACK_DEADLINE (10 s). STREAM_LIFETIME ends, within 5 s, the
+    # broken streams the emulator would otherwise keep serving (and handing it to).
+    settings = Settings.load(
+        environ={}, gc_project_id=EMULATOR_PROJECT, middleware=[], ack_deadline=10,
+        default_retry_policy="none", stream_lifetime=5,
+    )
+    channel = grpc.insecure_channel(
+        pubsub_emulator.address, options=[("grpc.max_receive_message_length", SMALL_LIMIT)]
+    )
+    small = PubSubTransport(settings, subscriber_client=pubsub_v1.SubscriberClient(
+        transport=SubscriberGrpcTransport(channel=channel)))
+    publisher = PubSubTransport(settings)
+    worker, received, topic = consuming_worker(unique_name, small)
+    with HealthServer(worker, port=0) as health, \
+            caplog.at_level(logging.WARNING, logger="relay.worker"):
+        try:
+            worker.start()
+            wait_for(lambda: get(health, "/readyz")[0] == 200, timeout=30,
+                     what="/readyz to turn 200")
+            publisher.publish(topic, orjson.dumps({"n": 1, "pad": "x" * OVER_LIMIT}), {}).result(30)
+
+            code, body = wait_for(
+                lambda: (r := get(health, "/readyz"))[1]["subscriptions"][0]["state"] == "failing"
+                and r, timeout=40, what="the subscription to be reported as failing",
+            )
+            assert code == 503
+            name = body["subscriptions"][0]["name"]
+            [reason] = body["reasons"]
+            assert reason.startswith(f"subscription {name} is failing: RESOURCE_EXHAUSTED")
+            assert "larger than max" in reason
+            assert get(health, "/livez")[0] == 200  # far below the 120 s threshold
+            [warning] = [m for r in caplog.records if "keeps failing" in (m := r.getMessage())]
+            assert f"stream for {name} keeps failing: RESOURCE_EXHAUSTED" in warning
+            assert received == []
+        finally:
+            worker.stop(timeout=5)
+            small.close()
+            publisher.close()

@@ -12,10 +12,17 @@ import threading
 import time
 from datetime import datetime, timedelta, timezone
 
+import grpc
+from google.cloud import pubsub_v1
+from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcTransport
+
 import relay
 from relay.errors import DecodeError
 from relay.message import Action, Status
 from relay.transports.base import FlowControl
+from relay.transports.pubsub import PubSubTransport
+from relay.transports.pubsub.transport import EMULATOR_CHANNEL_OPTIONS
+from tests.conftest import EMULATOR_PROJECT, WireLog
 
 #: How long "nothing more happens" is watched for.
 QUIET = 1.0
@@ -295,3 +302,65 @@ def test_a_failed_stream_is_seen_and_restarted_by_the_supervisor(
     harness.publisher.publish(topic, {"n": 1}, blocking=True)
     wait_for(lambda: calls == [{"n": 1}], timeout=30, what="a message on the restarted stream")
     assert worker.status()["subscriptions"][0]["state"] == "open"
+
+
+#: A 5 MB payload, and one near the 10 MB google-cloud-pubsub lets a publish
+#: request carry (10,000,000 bytes with the topic and attributes).
+BIG_PAYLOADS = (5_000_000, 9_900_000)
+
+
+def test_messages_up_to_pubsubs_size_limit_reach_a_worker_on_relays_own_channels(
+    pubsub_emulator, recorder, unique_name, wait_for
+):
+    # Both clients built by relay: google's own emulator channel refused anything
+    # over 4 MiB, so these never arrived and the worker said nothing.
+    settings = relay.Settings.load(
+        environ={}, gc_project_id=EMULATOR_PROJECT, middleware=[recorder],
+        default_retry_policy="none",
+    )
+    transport = PubSubTransport(settings)
+    # The same messages on a second subscription, read through a wire log on a
+    # channel with relay's options, show the acks reaching the emulator.
+    wire = WireLog()
+    channel = grpc.intercept_channel(
+        grpc.insecure_channel(pubsub_emulator.address, options=EMULATOR_CHANNEL_OPTIONS), wire
+    )
+    logged = PubSubTransport(settings, subscriber_client=pubsub_v1.SubscriberClient(
+        transport=SubscriberGrpcTransport(channel=channel)))
+    topic = unique_name("big")
+    sizes: list[int] = []
+    logged_sizes: list[int] = []
+
+    @relay.sub(topic)
+    def handler(data, **attrs):
+        sizes.append(len(data["blob"]))
+
+    @relay.sub(topic, suffix="wire")
+    def wire_handler(data, **attrs):
+        logged_sizes.append(len(data["blob"]))
+
+    workers = [relay.Worker([handler], settings=settings, transport=transport),
+               relay.Worker([wire_handler], settings=settings, transport=logged)]
+    try:
+        for worker in workers:
+            worker.start()
+        publisher = relay.Publisher(transport, settings=settings,
+                                    middleware=relay.MiddlewareChain([]))
+        for size in BIG_PAYLOADS:
+            publisher.publish(topic, {"blob": "x" * size}, blocking=True).result(60)
+        def actions() -> list[Action]:
+            return [outcome.action for subscription, _, outcome
+                    in recorder.events("post_process_message") if subscription.name == handler.name]
+
+        wait_for(lambda: len(actions()) == 2, timeout=30,
+                 what="both large messages at the worker on relay's own channels")
+        assert sorted(sizes) == list(BIG_PAYLOADS) and actions() == [Action.ACK, Action.ACK]
+        wait_for(lambda: wire.acks(wire_handler.name) == 2, timeout=30,
+                 what="both acks on the wire")
+        assert sorted(logged_sizes) == list(BIG_PAYLOADS)
+        assert [s["state"] for w in workers for s in w.status()["subscriptions"]] == ["open"] * 2
+    finally:
+        for worker in workers:
+            worker.stop(timeout=10)
+        transport.close()
+        logged.close()

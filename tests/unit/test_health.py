@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -48,18 +50,47 @@ def state_of(response: Response, name: str) -> dict[str, Any]:
     return entry
 
 
+class ReportingStream(Stream):
+    """A memory stream whose ``failure()`` is what the test sets in ``failing``."""
+
+    def __init__(self, name: str, inner: Stream) -> None:
+        self.name = name
+        self.inner = inner
+        self.failing: str | None = None
+
+    def cancel(self) -> None:
+        self.inner.cancel()
+
+    def close(self, timeout: float | None = None) -> None:
+        self.inner.close(timeout)
+
+    def done(self) -> bool:
+        return self.inner.done()
+
+    def exception(self) -> BaseException | None:
+        return self.inner.exception()
+
+    def failure(self) -> str | None:
+        return self.failing
+
+
 class SwitchableTransport(MemoryTransport):
     """A memory transport whose ``subscribe`` fails while ``refuse`` is set."""
 
     def __init__(self) -> None:
         super().__init__()
         self.refuse = threading.Event()
+        self.reporting: list[ReportingStream] = []
 
     def subscribe(self, subscription: str, on_message: MessageCallback,
                   flow_control: FlowControl) -> Stream:
         if self.refuse.is_set():
             raise TransportError("broker unreachable (test switch)")
-        return super().subscribe(subscription, on_message, flow_control)
+        stream = ReportingStream(
+            subscription, super().subscribe(subscription, on_message, flow_control)
+        )
+        self.reporting.append(stream)
+        return stream
 
 
 @sub(topic="orders")
@@ -139,6 +170,32 @@ def test_a_broken_stream_is_not_ready_but_live_until_the_supervisor_reopens_it(
     assert probe(health, "/livez").status == 200  # far below the 120 s threshold
     # The supervisor reopens the stream (after ~1 s of backoff): ready again.
     wait_for(lambda: probe(health, "/readyz").status == 200, timeout=15)
+
+
+def test_a_stream_that_keeps_failing_is_not_ready_warned_about_once_and_recovers(
+    worker: Worker, transport: SwitchableTransport, health: HealthServer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    worker.start()
+    wait_for(lambda: probe(health, "/readyz").status == 200)
+    [photos] = [s for s in transport.reporting if s.name == "photos"]
+
+    with caplog.at_level(logging.INFO, logger="relay.worker"):
+        photos.failing = "RESOURCE_EXHAUSTED: too large (ended with an error 2 time(s) in 9 s)"
+        failing = wait_for(lambda: (r := probe(health, "/readyz")).status == 503 and r)
+        assert state_of(failing, "photos")["state"] == "failing"
+        assert state_of(failing, "photos")["last_error"] == photos.failing
+        assert failing.body["reasons"] == [f"subscription photos is failing: {photos.failing}"]
+        assert state_of(failing, "orders")["state"] == "open"
+        assert probe(health, "/livez").status == 200  # far below the 120 s threshold
+        time.sleep(1.0)  # four supervisor rounds: still one warning, not one each
+        warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert warnings == [f"stream for photos keeps failing: {photos.failing}"]
+
+        photos.failing = None
+        wait_for(lambda: probe(health, "/readyz").status == 200)
+    assert "stream for photos is working again" in caplog.text
+    assert state_of(probe(health, "/livez"), "photos")["unhealthy_for"] is None
 
 
 def test_livez_fails_when_a_stream_stays_broken_past_the_threshold_and_recovers(
@@ -301,6 +358,9 @@ def test_readiness_rules_on_status_snapshots() -> None:
 
     assert readiness(status("open", "open")) == []
     assert readiness(status("open", "connecting")) == ["subscription s1 is connecting"]
+    failing = status("failing", "open")
+    failing["subscriptions"][0]["last_error"] = "RESOURCE_EXHAUSTED: too large"
+    assert readiness(failing) == ["subscription s0 is failing: RESOURCE_EXHAUSTED: too large"]
     assert readiness(status("open", provisioned=False)) == ["provisioning has not finished"]
     assert readiness(status("idle", started=False)) == [
         "the worker has not started", "subscription s0 is idle",

@@ -145,6 +145,12 @@ class PubSubAdmin:
         )
         if spec.retry_policy is not None:
             sub.retry_policy = _retry_policy(spec.retry_policy)
+        if spec.expiration_ttl is not None:
+            sub.expiration_policy = gtypes.ExpirationPolicy(
+                ttl=datetime.timedelta(seconds=spec.expiration_ttl)
+            )
+        if spec.message_retention is not None:
+            sub.message_retention_duration = datetime.timedelta(seconds=spec.message_retention)
         if spec.dead_letter_topic:
             sub.dead_letter_policy = gtypes.DeadLetterPolicy(
                 dead_letter_topic=self._topic_ref(spec.dead_letter_topic),
@@ -173,6 +179,19 @@ class PubSubAdmin:
             _warn_emulator_retry_policy(spec.name)
         return True
 
+    def delete_subscription(self, name: str) -> bool:
+        try:
+            self._subscriber_client().delete_subscription(
+                subscription=self.subscription_path(name), **self._admin()
+            )
+        except gexc.NotFound:
+            return False
+        except gexc.GoogleAPIError as exc:
+            raise _provisioning_error(
+                f"deleting subscription {name!r}", exc, self.endpoint
+            ) from exc
+        return True
+
     def update_subscription(self, spec: SubscriptionSpec, fields: tuple[str, ...]) -> None:
         update = self._to_proto(spec)
         paths = list(dict.fromkeys(_FIELD_MASK_PATHS[name] for name in fields))
@@ -185,6 +204,22 @@ class PubSubAdmin:
             raise _provisioning_error(
                 f"updating {', '.join(fields)} of subscription {spec.name!r}", exc, self.endpoint
             ) from exc
+
+    def topic_iam_policy(self, topic: str) -> dict[str, frozenset[str]]:
+        try:
+            policy = self._publisher_client().get_iam_policy(
+                request={"resource": self.topic_path(topic)}, **self._admin()
+            )
+        except gexc.MethodNotImplemented as exc:
+            raise NotImplementedError(
+                f"Pub/Sub at {self.endpoint} does not implement GetIamPolicy (the emulator "
+                "has no IAM)"
+            ) from exc
+        except gexc.GoogleAPIError as exc:
+            raise _provisioning_error(
+                f"reading the IAM policy of topic {topic!r}", exc, self.endpoint
+            ) from exc
+        return {b.role: frozenset(b.members) for b in policy.bindings}
 
     def _admin(self) -> dict[str, Any]:
         return _admin_call(self.settings.admin_timeout)

@@ -14,8 +14,13 @@ from typing import Any
 from google.cloud.pubsub_v1.subscriber.scheduler import Scheduler
 
 from relay.transports.base import MessageCallback, ReceivedMessage, Stream
+from relay.transports.pubsub.calls import PullCalls
 
 logger = logging.getLogger("relay.transports.pubsub")
+
+#: Seconds ``close()`` waits for the server to end a half-closed streaming pull
+#: before google cancels it (the emulator ends it within milliseconds).
+END_WAIT = 2.0
 
 
 class InlineScheduler(Scheduler):  # type: ignore[misc]
@@ -25,10 +30,16 @@ class InlineScheduler(Scheduler):  # type: ignore[misc]
     is no point in a thread pool per subscription (google's default). One
     scheduler per stream: its ``queue`` carries that stream's acks and nacks to
     google's dispatcher thread.
+
+    google's shutdown calls ``shutdown()`` once the streaming pull has stopped
+    receiving, then nacks the messages it returns before it stops the
+    dispatcher, which sends those nacks: ``on_shutdown`` supplies them (the
+    stream's held nacks).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, on_shutdown: Callable[[], list[Any]] | None = None) -> None:
         self._queue: queue.Queue[Any] = queue.Queue()
+        self._on_shutdown = on_shutdown
 
     @property
     def queue(self) -> queue.Queue[Any]:
@@ -38,9 +49,9 @@ class InlineScheduler(Scheduler):  # type: ignore[misc]
         callback(*args, **kwargs)
 
     def shutdown(self, await_msg_callbacks: bool = False) -> list[Any]:
-        # Nothing is ever queued here and nothing is owned: the executor the
+        # Nothing is ever queued here and no thread is owned: the executor the
         # callbacks feed belongs to the Worker, which shuts it down itself.
-        return []
+        return self._on_shutdown() if self._on_shutdown is not None else []
 
 
 class PubSubMessage(ReceivedMessage):
@@ -49,6 +60,7 @@ class PubSubMessage(ReceivedMessage):
     __slots__ = (
         "_message",
         "_settled",
+        "_stream",
         "attributes",
         "data",
         "delivery_attempt",
@@ -60,8 +72,9 @@ class PubSubMessage(ReceivedMessage):
     #: One lock for every message's settle-once check: held for a flag flip only.
     _settle_lock = threading.Lock()
 
-    def __init__(self, message: Any) -> None:
+    def __init__(self, message: Any, stream: PubSubStream) -> None:
         self._message = message
+        self._stream = stream
         self._settled = False
         self.data = message.data
         # The protobuf map itself (read-only use), not a copy.
@@ -85,7 +98,7 @@ class PubSubMessage(ReceivedMessage):
 
     def nack(self) -> None:
         if self._claim():
-            self._message.nack()
+            self._stream._nack(self._message)
 
     def ack_with_response(self) -> Future[None]:
         if not self._claim():
@@ -133,15 +146,31 @@ class _Connectivity:
 
 
 class PubSubStream(Stream):
-    """One streaming pull. See ``Stream`` for the contract."""
+    """One streaming pull. See ``Stream`` for the contract.
+
+    Closing it first half-closes the streaming pull and waits (up to
+    ``END_WAIT``) for the server to end it, then lets google shut down, which
+    sends the last acks and nacks. Nacks issued after ``cancel()`` are held
+    until then. Both for the same reason: a nack makes Pub/Sub hand the message
+    out again at once, to a stream it still serves, and the emulator keeps
+    serving a stream that google merely cancelled (until the stream's deadline;
+    measured: a message nacked after google's shutdown came back to the next
+    consumer only after 60 s and more, a full lease on the dead stream, while
+    one nacked after a half-close came back at once). Drain nacks so came back
+    a minute late. A held message stays leased (google keeps extending it).
+    """
 
     def __init__(
         self,
         subscription: str,
         on_message: MessageCallback,
         connectivity: _Connectivity | None = None,
+        *,
+        heal_after: float = 65.0,
     ) -> None:
         self.subscription = subscription
+        #: Its streaming-pull calls; google's client hands them over (``_SubscriberClient``).
+        self.calls = PullCalls(heal_after)
         self._connectivity = connectivity
         self._on_message = on_message
         self._cancelled = False
@@ -149,17 +178,39 @@ class PubSubStream(Stream):
         self._future: Any = None
         self._close_lock = threading.Lock()
         self._closing = False
+        #: google messages whose nack waits for the streaming pull to stop; None
+        #: once google has taken them (later nacks go straight to google).
+        self._held: list[Any] | None = []
+        self._held_lock = threading.Lock()
+        #: Give this to google's ``subscribe()``: its shutdown releases the held nacks.
+        self.scheduler = InlineScheduler(self._release_held)
+
+    def _nack(self, message: Any) -> None:
+        """Nack a google message now, or hold it until the stream stops (see above)."""
+        with self._held_lock:
+            if self._cancelled and self._held is not None:
+                self._held.append(message)
+                return
+        message.nack()
+
+    def _release_held(self) -> list[Any]:
+        """For google's shutdown, after the stream stopped receiving: the nacks to send."""
+        with self._held_lock:
+            held, self._held = self._held or [], None
+        return held
 
     def _deliver(self, message: Any) -> None:
         """google's callback, run inline by ``InlineScheduler``; must not block."""
         if self._cancelled:
-            # Not ours any more: hand it straight back so it is redelivered soon.
-            message.nack()
+            # Not ours any more: hand it back once the stream has stopped.
+            self._nack(message)
             return
-        received = PubSubMessage(message)
+        self.calls.delivered()
+        received = PubSubMessage(message, self)
         try:
             self._on_message(received)
         except BaseException as exc:  # a callback bug ends the stream, visibly
+            self._cancelled = True
             received.nack()
             if self._error is None:
                 self._error = exc
@@ -167,22 +218,26 @@ class PubSubStream(Stream):
                     "the message callback of subscription %s raised; closing the stream",
                     self.subscription, exc_info=True,
                 )
-            self._cancelled = True
             if self._future is not None:
                 self._future.cancel()  # non-blocking: google shuts down on its own thread
 
     def cancel(self) -> None:
-        self._cancelled = True
+        with self._held_lock:
+            self._cancelled = True
 
     def close(self, timeout: float | None = None) -> None:
-        self._cancelled = True
+        self.cancel()
         future = self._future
         if future is None:
             return
         with self._close_lock:
-            if not self._closing:
-                self._closing = True
-                future.cancel()
+            first, self._closing = not self._closing, True
+        if first:
+            # Until the server has ended it, it would take back what is nacked now.
+            wait = END_WAIT if timeout is None else min(END_WAIT, timeout)
+            if not self.calls.end(wait):
+                logger.debug("the server did not end the streaming pull of %s", self.subscription)
+            future.cancel()
         try:
             # Resolves once google's shutdown has flushed the ack queue.
             future.result(timeout=timeout)
@@ -202,11 +257,16 @@ class PubSubStream(Stream):
             return False
         return self._connectivity is None or self._connectivity.ready
 
+    def failure(self) -> str | None:
+        if self.done():
+            return None
+        return self.calls.failure()
+
     def exception(self) -> BaseException | None:
         if self._error is not None:
             return self._error
-        if not self.done():
-            return None
+        if self._closing or not self.done():
+            return None  # closed by relay: google's future reports how the call ended
         try:
             error: BaseException | None = self._future.exception(timeout=0)
         except BaseException as exc:  # pragma: no cover - google never cancels the state

@@ -3,26 +3,43 @@
 from __future__ import annotations
 
 import concurrent.futures
-import json
+import functools
 import logging
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from typing import Any
 
+import grpc
 from google.api_core import exceptions as gexc
 from google.api_core import gapic_v1
 from google.api_core import retry as gretry
 from google.auth import exceptions as auth_exceptions
 from google.cloud import pubsub_v1
+from google.pubsub_v1.services.publisher.transports import PublisherGrpcTransport
+from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcTransport
 
 from relay.errors import ConfigurationError, TransportError
 from relay.settings import Settings
 from relay.transports.base import FlowControl, MessageCallback, Stream, Transport
 from relay.transports.pubsub.admin import PubSubAdmin
-from relay.transports.pubsub.stream import InlineScheduler, PubSubStream, _Connectivity
+from relay.transports.pubsub.calls import PullCalls
+from relay.transports.pubsub.credentials import load_credentials
+from relay.transports.pubsub.stream import PubSubStream, _Connectivity
 
 logger = logging.getLogger("relay.transports.pubsub")
+
+#: The options google's own transports give the channels they build
+#: (``create_channel``): no size limit on a message, either way. For the emulator
+#: google opens a bare ``grpc.insecure_channel`` instead, whose 4 MiB receive limit
+#: is below Pub/Sub's 10 MB: a larger message broke every streaming pull that
+#: carried it. (google's keepalive option is left out: the emulator does not ask
+#: for it, and it is on loopback.)
+EMULATOR_CHANNEL_OPTIONS = (
+    ("grpc.max_send_message_length", -1),
+    ("grpc.max_receive_message_length", -1),
+    ("grpc.max_metadata_size", 4 * 1024 * 1024),
+)
 
 #: Errors a publish is retried on (the client library's own list).
 _RETRYABLE_PUBLISH_ERRORS = (
@@ -53,17 +70,28 @@ class _BoundedRetry(gretry.Retry):
 
 
 class _SubscriberClient(pubsub_v1.SubscriberClient):  # type: ignore[misc]
-    """google's subscriber client, with a deadline on each streaming pull.
+    """google's subscriber client for ONE stream, on the transport's gRPC transport.
 
-    google-cloud-pubsub opens its streaming pulls with a 30-minute deadline and
-    reopens a stream that reaches it. ``STREAM_LIFETIME`` shortens that deadline
-    (``streaming_pull`` is the public method its stream manager calls), so a
-    server that never notices a vanished client (the emulator) stops serving
-    that client's stream within the lifetime.
+    google's stream manager opens (and reopens) its streaming pull by calling
+    the public ``streaming_pull`` of the client it was subscribed through. Here
+    that method
+
+    * puts ``stream_lifetime`` (``STREAM_LIFETIME``) as the deadline of each call
+      instead of google's 30 minutes, so a server that never notices a vanished
+      client (the emulator) stops serving that client's stream within it; and
+    * hands each call to the stream's ``PullCalls``, which can half-close it and
+      records how it ended: one client per stream is what ties a call, and its
+      failure, to the right subscription.
+
+    The gRPC transport (channel) is shared: close the transport's own client,
+    never this one.
     """
 
-    def __init__(self, *args: Any, stream_lifetime: float | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, calls: PullCalls, stream_lifetime: float | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
+        self._relay_calls = calls
         self._relay_stream_lifetime = stream_lifetime
 
     def streaming_pull(
@@ -76,7 +104,10 @@ class _SubscriberClient(pubsub_v1.SubscriberClient):  # type: ignore[misc]
     ) -> Any:
         if timeout is gapic_v1.method.DEFAULT and self._relay_stream_lifetime:
             timeout = self._relay_stream_lifetime
-        return super().streaming_pull(requests, retry=retry, timeout=timeout, metadata=metadata)
+        start = functools.partial(
+            super().streaming_pull, retry=retry, timeout=timeout, metadata=metadata
+        )
+        return self._relay_calls.open(start, requests)
 
 
 class PubSubTransport(PubSubAdmin, Transport):
@@ -91,9 +122,11 @@ class PubSubTransport(PubSubAdmin, Transport):
     ) -> None:
         """``publisher_client``/``subscriber_client``: google clients built by the
         caller (say, on a gRPC channel with interceptors), used instead of building
-        them from the settings; the credentials settings and ``STREAM_LIFETIME`` do
-        not apply to them. A given publisher needs ``enable_message_ordering`` for
-        ordering keys. The transport closes them in ``close()``.
+        them from the settings; the credentials settings do not apply to them. Each
+        stream runs on a client of its own over the given subscriber's gRPC
+        transport, so ``STREAM_LIFETIME`` does apply. A given publisher needs
+        ``enable_message_ordering`` for ordering keys. The transport closes them in
+        ``close()``.
         """
         self.settings = settings
         self._lock = threading.Lock()
@@ -136,34 +169,15 @@ class PubSubTransport(PubSubAdmin, Transport):
         return kwargs
 
     def _load_credentials(self) -> Any:
-        from google.oauth2 import service_account
+        return load_credentials(self.settings)
 
-        s = self.settings
-        if s.gc_credentials_path:
-            try:
-                return service_account.Credentials.from_service_account_file(
-                    s.gc_credentials_path
-                )
-            except (OSError, ValueError, auth_exceptions.GoogleAuthError) as exc:
-                raise ConfigurationError(
-                    f"GC_CREDENTIALS_PATH={s.gc_credentials_path!r}: cannot load service-account "
-                    f"credentials ({type(exc).__name__}: {exc}); point it at a service-account "
-                    "key file (JSON), or unset it to use Application Default Credentials"
-                ) from exc
-        if s.gc_credentials_json:
-            try:
-                return service_account.Credentials.from_service_account_info(
-                    json.loads(s.gc_credentials_json)
-                )
-            except (ValueError, TypeError, auth_exceptions.GoogleAuthError) as exc:
-                raise ConfigurationError(
-                    f"GC_CREDENTIALS_JSON: not usable service-account credentials "
-                    f"({type(exc).__name__}: {exc}); paste a service-account key file's "
-                    "contents, or unset it to use Application Default Credentials"
-                ) from exc
-        return None
-
-    def _build(self, factory: Callable[..., Any], **options: Any) -> Any:
+    def _build(
+        self, factory: Callable[..., Any], grpc_transport: Callable[..., Any], **options: Any
+    ) -> Any:
+        host = self.settings.emulator_host
+        if host:
+            channel = grpc.insecure_channel(host, options=EMULATOR_CHANNEL_OPTIONS)
+            return factory(transport=grpc_transport(channel=channel), **options)
         kwargs = self._client_kwargs()
         try:
             return factory(**options, **kwargs)
@@ -184,6 +198,7 @@ class PubSubTransport(PubSubAdmin, Transport):
                 if self._publisher is None:
                     self._publisher = self._build(
                         pubsub_v1.PublisherClient,
+                        PublisherGrpcTransport,
                         publisher_options=pubsub_v1.types.PublisherOptions(
                             enable_message_ordering=True
                         ),
@@ -199,8 +214,7 @@ class PubSubTransport(PubSubAdmin, Transport):
                     raise TransportError("the transport is closed")
                 if self._subscriber is None:
                     self._subscriber = self._build(
-                        _SubscriberClient,
-                        stream_lifetime=self.settings.effective_stream_lifetime,
+                        pubsub_v1.SubscriberClient, SubscriberGrpcTransport
                     )
                 client = self._subscriber
         return client
@@ -284,8 +298,19 @@ class PubSubTransport(PubSubAdmin, Transport):
                 channel = getattr(getattr(client, "transport", None), "grpc_channel", None)
                 if channel is not None:
                     self._connectivity = _Connectivity(channel)
-        stream = PubSubStream(subscription, on_message, self._connectivity)
-        stream._future = client.subscribe(
+        # google's stream ack deadline: how long a message handed to a call lasts.
+        lease = int(flow_control.max_lease_extension)
+        stream_ack_deadline = min(max(lease, 10), 600) if lease else 60
+        stream = PubSubStream(
+            subscription, on_message, self._connectivity, heal_after=stream_ack_deadline + 5
+        )
+        stream_client = _SubscriberClient(
+            transport=client.transport,
+            subscriber_options=getattr(client, "subscriber_options", ()),
+            calls=stream.calls,
+            stream_lifetime=self.settings.effective_stream_lifetime,
+        )
+        stream._future = stream_client.subscribe(
             self.subscription_path(subscription),
             stream._deliver,
             flow_control=pubsub_v1.types.FlowControl(
@@ -294,7 +319,7 @@ class PubSubTransport(PubSubAdmin, Transport):
                 max_lease_duration=flow_control.max_lease_duration,
                 max_duration_per_lease_extension=int(flow_control.max_lease_extension),
             ),
-            scheduler=InlineScheduler(),
+            scheduler=stream.scheduler,
         )
         with self._lock:
             self._streams = [s for s in self._streams if not s.done()]
