@@ -1,4 +1,5 @@
-"""What the benchmark scripts share: the payload, the environment guard, medians.
+"""What the benchmark scripts share: the payload, the environment guard, medians,
+and the marked sections of ``docs/`` pages that a benchmark rewrites.
 
 Nothing here talks to the network. ``guard_environment`` points every Google
 credential and metadata lookup at loopback so that a library falling back to
@@ -10,6 +11,7 @@ from __future__ import annotations
 import os
 import statistics
 from collections.abc import Iterable
+from pathlib import Path
 
 PROJECT = "relay-bench"
 TOPIC = "bench-consume"
@@ -52,3 +54,35 @@ def guard_environment(env: dict[str, str] | None = None) -> dict[str, str]:
 def median(values: Iterable[float]) -> float:
     data = list(values)
     return statistics.median(data) if data else float("nan")
+
+
+def markers(name: str) -> tuple[str, str]:
+    """The HTML comments around the section of a page that benchmark ``name`` owns."""
+    return f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+
+
+def marked_section(doc: Path, name: str) -> str:
+    """Section ``name`` of ``doc``, markers included ('' if it has none): what a
+    benchmark that rewrites the whole page carries over."""
+    start, end = markers(name)
+    text = doc.read_text() if doc.exists() else ""
+    if start not in text or end not in text:
+        return ""
+    return start + text.split(start, 1)[1].split(end, 1)[0] + end
+
+
+def write_section(doc: Path, name: str, body: str, *, heading: str = "") -> None:
+    """Put ``body`` between the markers of section ``name`` of ``doc``, leaving the
+    rest of the page alone; a page without them gets ``heading`` and the section
+    at its end."""
+    start, end = markers(name)
+    body = body.rstrip("\n")
+    block = f"{start}\n{body}\n{end}"
+    text = doc.read_text() if doc.exists() else ""
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        text = head + block + rest.split(end, 1)[1]
+    else:
+        lead = f"{heading}\n\n" if heading else ""
+        text = (text.rstrip("\n") + "\n\n" if text else "") + lead + block + "\n"
+    doc.write_text(text)

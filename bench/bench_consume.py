@@ -30,7 +30,15 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import ATTRIBUTES, PROJECT, TOPIC, guard_environment, median, payload
+from _common import (
+    ATTRIBUTES,
+    PROJECT,
+    TOPIC,
+    guard_environment,
+    marked_section,
+    median,
+    payload,
+)
 from stacks import summarise as summarise_stacks
 
 HERE = Path(__file__).resolve().parent
@@ -347,7 +355,12 @@ def main(argv: list[str] | None = None) -> int:
     }
     if not args.no_write:
         DOC.parent.mkdir(exist_ok=True)
-        DOC.write_text(render_doc(args, table, ratio_rows, overhead, info))
+        # The sections bench_latency.py and bench_tasks.py write, carried over.
+        kept = "\n\n".join(
+            k for k in (marked_section(DOC, n) for n in ("bench_latency", "bench_tasks")) if k
+        )
+        DOC.write_text(render_doc(args, table, ratio_rows, overhead, info)
+                       + (f"\n{kept}\n" if kept else ""))
         print(f"\nwrote {DOC.relative_to(ROOT)}")
     return 0 if all(r.ok for r in runs) else 1
 
@@ -384,7 +397,8 @@ def render_doc(
     return f"""# Performance
 
 The numbers below are produced by one command; re-run it to refresh this page
-(it rewrites the whole file). They are figures, not tests: nothing fails on time.
+(it rewrites the whole file but the latency section, which
+`bench/bench_latency.py` writes). They are figures, not tests: nothing fails on time.
 
 ```
 {info['command'].strip()}

@@ -26,9 +26,10 @@ Pub/Sub emulator on a free loopback port (``relay.emulator``) and runs:
   also counts the parent's pages at fork (the high-water mark survives exec),
   so it is only an upper bound.
 
-``--baseline`` also runs crash and partition with ``STREAM_LIFETIME=1800``
-(google-cloud-pubsub's own streaming-pull deadline) and publishing with the
-limit lifted, side by side in the same run.
+crash and partition run with the fault tests' ``STREAM_LIFETIME=15``
+(``FAULT_SETTINGS``). ``--baseline`` also runs them with relay's default
+(``STREAM_LIFETIME=0``: google-cloud-pubsub's own streaming-pull deadline,
+30 min), and publishing with the limit lifted, side by side in the same run.
 
 Prints the figures and writes them into ``docs/reliability.md`` between the
 ``bench_reliability`` markers (the rest of that page is left alone). The
@@ -58,7 +59,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path[:0] = [str(HERE), str(ROOT)]
 
-from _common import guard_environment  # noqa: E402
+from _common import guard_environment, write_section  # noqa: E402
 
 from tests.faults.helpers import (  # noqa: E402
     FAULT_SETTINGS,
@@ -75,11 +76,12 @@ from tests.faults.wire import wire_counts  # noqa: E402
 
 PROJECT = "relay-bench"
 DOC = ROOT / "docs" / "reliability.md"
-START = "<!-- bench_reliability:start -->"
-END = "<!-- bench_reliability:end -->"
-#: google-cloud-pubsub's own streaming-pull deadline: the --baseline runs set
-#: STREAM_LIFETIME to it, which is what relay did before the setting existed.
-GOOGLE_LIFETIME = 1800.0
+#: The fault tests' STREAM_LIFETIME: the emulator stops serving a killed or
+#: cut-off worker's stream within it.
+FAULT_LIFETIME = float(FAULT_SETTINGS["STREAM_LIFETIME"])
+#: relay's default STREAM_LIFETIME, google-cloud-pubsub's own deadline (30 min):
+#: what the --baseline runs use.
+DEFAULT_LIFETIME = 0.0
 
 
 def count_done(path: Path) -> int:
@@ -101,15 +103,15 @@ def wait(predicate: Callable[[], bool], timeout: float, interval: float = 0.1) -
 
 # ------------------------------------------------------------------ scenarios
 def crash(address: str, work: Path, args: argparse.Namespace,
-          lifetime: float | None = None, run: int = 0) -> dict[str, Any]:
+          lifetime: float, run: int = 0) -> dict[str, Any]:
     """The issue's scenario: one worker drains the messages and is killed once a
-    third are done; a second worker is started and finishes. ``lifetime``: a
-    STREAM_LIFETIME for both workers (None: relay's default, 15 s on the emulator)."""
+    third are done; a second worker is started and finishes. ``lifetime``: the
+    STREAM_LIFETIME of both workers (0: relay's default)."""
     n = args.messages
-    label = ("default" if lifetime is None else f"{lifetime:g}") + f"-{run}"
+    label = f"{lifetime:g}-{run}"
     topic = f"reliability-crash-{label}"
     records = work / f"crash-{label}.records"
-    extra = {} if lifetime is None else {"STREAM_LIFETIME": lifetime}
+    extra = {"STREAM_LIFETIME": lifetime}
     with Direct(address, PROJECT) as direct:
         direct.provision(topic)
         direct.publish_ids(topic, range(n))
@@ -140,10 +142,10 @@ def crash(address: str, work: Path, args: argparse.Namespace,
 
 
 def partition(address: str, args: argparse.Namespace,
-              lifetime: float | None = None, run: int = 0) -> dict[str, Any]:
+              lifetime: float, run: int = 0) -> dict[str, Any]:
     import relay
 
-    label = ("default" if lifetime is None else f"{lifetime:g}") + f"-{run}"
+    label = f"{lifetime:g}-{run}"
     topic = f"reliability-partition-{label}"
     k = args.partition_messages
     before, during = range(0, k), range(k, 2 * k)
@@ -162,9 +164,8 @@ def partition(address: str, args: argparse.Namespace,
         direct.provision(topic)
         saved = os.environ.get("PUBSUB_EMULATOR_HOST")
         os.environ["PUBSUB_EMULATOR_HOST"] = proxy.address  # read when the worker's client is built
-        extra = {} if lifetime is None else {"stream_lifetime": lifetime}
         settings = relay.Settings.load(FAULT_SETTINGS, environ={}, gc_project_id=PROJECT,
-                                       middleware=[], **extra)
+                                       middleware=[], stream_lifetime=lifetime)
         worker = relay.Worker([subscription_for(topic, handler)], settings=settings)
         try:
             worker.start()
@@ -315,6 +316,13 @@ def _s(value: float | None) -> str:
     return "—" if value is None else f"{value:.1f} s"
 
 
+def _lifetime(key: str) -> str:
+    """How the STREAM_LIFETIME of scenario ``key`` reads in the table."""
+    if key.endswith("_baseline"):
+        return "relay's default STREAM_LIFETIME (google's 30 min)"
+    return f"STREAM_LIFETIME={FAULT_LIFETIME:g} (the fault tests')"
+
+
 def _mb(kb: float) -> str:
     return f"{kb / 1024:.0f} MB"
 
@@ -330,18 +338,17 @@ def render(results: dict[str, dict[str, Any]], command: str, started: dt.datetim
         "ACK_DEADLINE 10 s",
         "",
         "\"Not processed within\" the timeout is not a loss counted by relay: those",
-        "messages are still on the subscription. The `STREAM_LIFETIME=1800` rows are",
-        "google-cloud-pubsub's own streaming-pull deadline, which relay used before",
-        "`STREAM_LIFETIME` existed: the emulator keeps serving a killed or cut-off",
-        "worker's stream until that deadline (see \"The emulator\" above). Where a",
-        "scenario ran more than once, every run's figure is listed, in run order.",
+        f"messages are still on the subscription. `STREAM_LIFETIME={FAULT_LIFETIME:g}` is what the",
+        "fault tests set; relay's default is google-cloud-pubsub's own streaming-pull",
+        "deadline (30 min): the emulator keeps serving a killed or cut-off worker's",
+        "stream until that deadline (see \"The emulator\" above). Where a scenario",
+        "ran more than once, every run's figure is listed, in run order.",
         "",
         "| scenario | figure |", "|---|---|",
     ]
     for key in ("crash", "crash_baseline"):
         c = results.get(key, {})
-        lifetime = ("relay's default STREAM_LIFETIME (15 s on the emulator)"
-                    if key == "crash" else "STREAM_LIFETIME=1800")
+        lifetime = _lifetime(key)
         if "error" in c:
             lines.append(f"| kill -9, {lifetime} | failed: {c['error']} |")
         elif c:
@@ -357,8 +364,7 @@ def render(results: dict[str, dict[str, Any]], command: str, started: dt.datetim
             ]
     for key in ("partition", "partition_baseline"):
         p = results.get(key, {})
-        lifetime = ("relay's default STREAM_LIFETIME" if key == "partition"
-                    else "STREAM_LIFETIME=1800")
+        lifetime = _lifetime(key)
         if "error" in p:
             lines.append(f"| partition, {lifetime} | failed: {p['error']} |")
         elif p:
@@ -403,17 +409,7 @@ def render(results: dict[str, dict[str, Any]], command: str, started: dt.datetim
 
 
 def write_doc(section: str) -> None:
-    block = f"{START}\n{section}{END}"
-    if not DOC.exists():
-        DOC.write_text(f"# Reliability\n\n## Numbers\n\n{block}\n")
-        return
-    text = DOC.read_text()
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        tail = rest.split(END, 1)[1]
-        DOC.write_text(head + block + tail)
-    else:
-        DOC.write_text(text.rstrip("\n") + f"\n\n## Numbers\n\n{block}\n")
+    write_section(DOC, "bench_reliability", section, heading="## Numbers")
 
 
 def run_on_emulator(
@@ -426,8 +422,9 @@ def run_on_emulator(
         for scenario in ("crash", "partition"):
             if scenario not in only:
                 continue
-            for key, lifetime in ((scenario, None), (f"{scenario}_baseline", GOOGLE_LIFETIME)):
-                if lifetime is not None and not args.baseline:
+            for key, lifetime in ((scenario, FAULT_LIFETIME),
+                                  (f"{scenario}_baseline", DEFAULT_LIFETIME)):
+                if key.endswith("_baseline") and not args.baseline:
                     continue
                 runs = []
                 for run in range(args.repeat):
@@ -454,8 +451,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sleep", type=float, default=1.5, help="drain handler time")
     parser.add_argument("--publish", type=int, default=200_000, help="publish-memory scenario")
     parser.add_argument("--baseline", action="store_true",
-                        help="also run crash and partition with STREAM_LIFETIME=1800 "
-                             "(google's deadline), and publishing with the limit lifted")
+                        help="also run crash and partition with relay's default "
+                             "STREAM_LIFETIME (google's 30 min), and publishing with the "
+                             "limit lifted")
     parser.add_argument("--only", default="crash,partition,drain,publish",
                         help="comma-separated scenarios to run")
     parser.add_argument("--timeout", type=float, default=600.0,

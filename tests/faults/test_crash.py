@@ -8,11 +8,11 @@ handled but had not acked is handled again (duplicates are expected, printed).
 
 The emulator never notices that a killed client's connection is gone: its
 streaming pull keeps being served, and handed messages, until its deadline.
-relay puts a deadline of ``STREAM_LIFETIME`` (15 s on the emulator) on each
-stream, so the dead one stops taking messages within 15 s of the kill and what
-it took comes back ``ACK_DEADLINE`` (10 s) later. With google's deadline
-(30 min) instead, ``bench/bench_reliability.py --baseline`` measured 42 to 101 s
-from the kill to the last of 10,000 messages, against 21 to 22 s with relay's.
+The workers here set ``STREAM_LIFETIME=15`` (``FAULT_SETTINGS``), so the dead
+stream stops taking messages within 15 s of the kill and what it took comes back
+``ACK_DEADLINE`` (10 s) later. With relay's default, google's deadline (30 min),
+``bench/bench_reliability.py --baseline`` measured 42 to 101 s from the kill to
+the last of 10,000 messages, against 21 to 22 s with 15 s.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ MESSAGES = 200
 #: Handler time: slow enough that the kill lands mid-way, fast enough for CI.
 SLEEP = 0.02
 #: Seconds to wait for every message after the kill: generous. The killed
-#: worker's stream is dropped within STREAM_LIFETIME (15 s) and its leases lapse
+#: worker's stream is dropped within STREAM_LIFETIME (15 s here) and its leases lapse
 #: ACK_DEADLINE (10 s) after its last delivery, so everything is back within
 #: about 25 s of the kill, plus the second worker's start.
 REDELIVERY_WAIT = 90.0

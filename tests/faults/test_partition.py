@@ -30,8 +30,9 @@ CUT_SECONDS = 10.0
 #: Seconds to wait after the restore for every message: generous. The emulator
 #: never notices that the cut ended the worker's stream: it keeps handing that
 #: stream messages (which come back ACK_DEADLINE, 10 s, later) until the
-#: stream's deadline, STREAM_LIFETIME (15 s on the emulator) after it opened. So
-#: all are delivered within about 25 s of the cut, or of the restore if later.
+#: stream's deadline, STREAM_LIFETIME (15 s in FAULT_SETTINGS; relay's default is
+#: google's 30 min) after it opened. So all are delivered within about 25 s of
+#: the cut, or of the restore if later.
 RECOVERY_WAIT = 60.0
 
 
