@@ -13,20 +13,27 @@ from relay.app import (
     set_app,
     set_publisher,
 )
+from relay.async_result import AsyncResult
 from relay.errors import (
     AckError,
     ConfigurationError,
     DecodeError,
+    EncodeError,
+    FilterError,
     ProvisioningError,
     PublishError,
     RelayError,
+    SkipMessage,
     TransportError,
+    UnrecoverableError,
 )
 from relay.message import Action, Message, Outcome, OutgoingMessage, Status
 from relay.middleware import BaseMiddleware, MiddlewareChain
 from relay.publisher import RESERVED_NAMES, Publisher
+from relay.results import TaskFailed, TaskStatus
 from relay.settings import Settings
 from relay.subscription import DeadLetterPolicy, RetryPolicy, Subscription, sub
+from relay.tasks import Task, task
 from relay.worker import Worker
 
 __version__ = "0.1.0.dev0"
@@ -36,10 +43,13 @@ __all__ = [
     "AckError",
     "Action",
     "App",
+    "AsyncResult",
     "BaseMiddleware",
     "ConfigurationError",
     "DeadLetterPolicy",
     "DecodeError",
+    "EncodeError",
+    "FilterError",
     "Message",
     "MiddlewareChain",
     "Outcome",
@@ -50,9 +60,14 @@ __all__ = [
     "RelayError",
     "RetryPolicy",
     "Settings",
+    "SkipMessage",
     "Status",
     "Subscription",
+    "Task",
+    "TaskFailed",
+    "TaskStatus",
     "TransportError",
+    "UnrecoverableError",
     "Worker",
     "__version__",
     "configure",
@@ -63,4 +78,5 @@ __all__ = [
     "set_app",
     "set_publisher",
     "sub",
+    "task",
 ]

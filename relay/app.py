@@ -101,6 +101,9 @@ class App:
         return Worker(subscriptions, settings=self.settings, middleware=self.middleware, **kwargs)
 
     def close(self) -> None:
+        from relay.results import close_results
+
+        close_results(self.middleware)  # deletes a reply subscription this process made
         if self._transport is not None:
             self._transport.close()
 

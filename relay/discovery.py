@@ -11,7 +11,8 @@ Naming modules explicitly (``--subs MODULE``) replaces the walk.
 
 From each module it collects, in definition order:
 
-* ``Subscription`` instances at module level (what ``@sub`` makes);
+* ``Subscription`` instances at module level (what ``@sub`` makes, and what
+  ``@task`` makes: a ``relay.Task`` is a subscription);
 * ``Subscription`` subclasses defined in that module that can be built with no
   arguments (Relé's class-based form), unless the module already holds an
   instance of the class.

@@ -16,6 +16,13 @@ The ``PROVISIONING`` setting picks what ``Worker.setup()`` does:
 
 ``plan()`` computes the difference with read-only calls whatever the mode;
 ``relay-cli plan`` prints it.
+
+A subscription may need more than a topic and a subscription (a Cloud Storage
+bucket's notification configuration, in ``relay.contrib.storage``). It says so
+by having a ``provisioning_steps(settings)`` method (``HasExtraSteps``) that
+returns ``ExtraStep`` objects; the three modes and ``plan()`` run them after the
+topics and subscriptions and report them in the same plan and result list.
+This module knows nothing about what they provision.
 """
 
 from __future__ import annotations
@@ -23,9 +30,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from relay.errors import ProvisioningError
+from relay.errors import ConfigurationError, ProvisioningError
 from relay.transports.base import (
     ProvisionAction,
     ProvisionResult,
@@ -69,12 +76,44 @@ def spec_for(sub: Subscription, settings: Settings) -> SubscriptionSpec:
     )
 
 
+class ExtraStep(Protocol):
+    """Something a subscription needs provisioned besides its topic and subscription.
+
+    ``kind`` and ``name`` identify it in plans, logs and errors (``notification``,
+    ``gs://uploads -> gcs-uploads``); two steps of the same kind and name are a
+    ``ConfigurationError`` naming both ``owner``s (their handlers).
+    """
+
+    kind: str
+    name: str
+    owner: str
+
+    def check(self, transport: Transport) -> Step:
+        """Read-only: what ``apply`` would do, as a plan line. Action ``skipped``
+        when it cannot be checked here (the details say why)."""
+        ...
+
+    def apply(self, transport: Transport) -> ProvisionResult | None:
+        """Make it match (PROVISIONING='create'); None when skipped. Runs after the
+        topics and subscriptions exist. Raises ``ProvisioningError`` naming the fix."""
+        ...
+
+
+@runtime_checkable
+class HasExtraSteps(Protocol):
+    """A subscription that needs ``ExtraStep``s (its ``provisioning_steps``)."""
+
+    def provisioning_steps(self, settings: Settings) -> Sequence[ExtraStep]: ...
+
+
 @dataclass(frozen=True)
 class Desired:
-    """Every topic and subscription a set of subscriptions needs, in creation order."""
+    """Every topic and subscription a set of subscriptions needs, in creation order,
+    and the extra steps they ask for (run after them)."""
 
     topics: tuple[str, ...]
     subscriptions: tuple[SubscriptionSpec, ...]
+    extra: tuple[ExtraStep, ...] = ()
 
 
 def desired(subscriptions: Iterable[Subscription], settings: Settings) -> Desired:
@@ -86,7 +125,16 @@ def desired(subscriptions: Iterable[Subscription], settings: Settings) -> Desire
     topics: dict[str, None] = {}
     specs: dict[str, SubscriptionSpec] = {}
     keepers: dict[str, SubscriptionSpec] = {}
+    extra: dict[tuple[str, str], ExtraStep] = {}
     for sub in subscriptions:
+        if isinstance(sub, HasExtraSteps):
+            for step in sub.provisioning_steps(settings):
+                other = extra.setdefault((step.kind, step.name), step)
+                if other is not step:
+                    raise ConfigurationError(
+                        f"{step.kind} {step.name} is asked for by both {other.owner} and "
+                        f"{step.owner}; give one of them its own topic=..."
+                    )
         topics[sub.full_topic] = None
         specs[sub.name] = spec_for(sub, settings)
         policy = sub.dead_letter
@@ -109,7 +157,7 @@ def desired(subscriptions: Iterable[Subscription], settings: Settings) -> Desire
                 )
             continue  # the code already declares a subscription of that name on it
         specs[name] = keeper
-    return Desired(tuple(topics), tuple(specs.values()))
+    return Desired(tuple(topics), tuple(specs.values()), tuple(extra.values()))
 
 
 # ------------------------------------------------------------------ diffing
@@ -181,12 +229,12 @@ def wrong_topic_text(name: str, current_topic: str, wanted_topic: str) -> str:
 class Step:
     """One line of a plan: what would happen to one topic or subscription."""
 
-    action: str  # create | update | conflict | unchanged
-    kind: str  # topic | subscription
+    action: str  # create | update | conflict | unchanged | skipped (not checkable here)
+    kind: str  # topic | subscription | an ExtraStep's kind
     name: str
     details: tuple[str, ...] = ()
 
-    SYMBOLS = {"create": "+", "update": "~", "conflict": "!", "unchanged": "="}
+    SYMBOLS = {"create": "+", "update": "~", "conflict": "!", "unchanged": "=", "skipped": "?"}
 
     def render(self) -> list[str]:
         head = f"{self.SYMBOLS[self.action]} {self.kind} {self.name}"
@@ -202,7 +250,8 @@ class Plan:
 
     @property
     def in_sync(self) -> bool:
-        return all(s.action == "unchanged" for s in self.steps)
+        """Nothing to create, update or resolve (a skipped step is not a difference)."""
+        return all(s.action in ("unchanged", "skipped") for s in self.steps)
 
     def problems(self) -> list[str]:
         """Everything that does not match, one line each (what ``verify`` reports)."""
@@ -219,9 +268,11 @@ class Plan:
         for step in self.steps:
             if step.action != "unchanged" or show_unchanged:
                 lines.extend(step.render())
+        skipped = self.count("skipped")
         lines.append(
             f"Plan: {self.count('create')} to create, {self.count('update')} to update, "
-            f"{self.count('conflict')} conflict(s), {self.count('unchanged')} unchanged."
+            f"{self.count('conflict')} conflict(s), {self.count('unchanged')} unchanged"
+            + (f", {skipped} not checked." if skipped else ".")
         )
         return "\n".join(lines)
 
@@ -261,6 +312,7 @@ def plan(transport: Transport, wanted: Desired) -> Plan:
         details = tuple(str(c) for c in updatable) + tuple(conflict_text(c) for c in immutable)
         action = "conflict" if immutable else "update" if updatable else "unchanged"
         result.steps.append(Step(action, "subscription", spec.name, details))
+    result.steps.extend(step.check(transport) for step in wanted.extra)
     return result
 
 
@@ -283,11 +335,25 @@ def provision(
                 "or run with PROVISIONING='create'"
             )
         logger.info(
-            "verified %d topic(s) and %d subscription(s): Pub/Sub matches the code",
+            "verified %d topic(s) and %d subscription(s)%s: Pub/Sub matches the code",
             len(wanted.topics), len(wanted.subscriptions),
+            f" (and {len(wanted.extra)} other step(s))" if wanted.extra else "",
         )
-        return [ProvisionResult(s.name, ProvisionAction.UNCHANGED) for s in wanted.subscriptions]
-    return create(transport, wanted.topics, wanted.subscriptions)
+        results = [
+            ProvisionResult(s.name, ProvisionAction.UNCHANGED) for s in wanted.subscriptions
+        ]
+        extra_lines = checked.steps[len(checked.steps) - len(wanted.extra):]
+        results.extend(
+            ProvisionResult(f"{line.kind} {line.name}", ProvisionAction.UNCHANGED)
+            for line in extra_lines if line.action != "skipped"
+        )
+        return results
+    results = create(transport, wanted.topics, wanted.subscriptions)
+    for step in wanted.extra:
+        result = step.apply(transport)
+        if result is not None:
+            results.append(result)
+    return results
 
 
 def create(

@@ -15,6 +15,13 @@ real middleware chain and ack policy, re-raising handler exceptions::
 
 With pytest, the ``relay_memory`` fixture (auto-registered by the plugin in
 ``relay.pytest_plugin``) does the same per test.
+
+Tasks are subscriptions, so ``deliver([add])`` runs what ``add.delay(...)``
+published. With ``memory_app(RESULTS="memory")`` their outcomes are kept in
+the process and the handles answer (``handle.result()``); with
+``RESULTS="pubsub"`` the replies travel over the memory transport as they would
+over Pub/Sub. A delayed task (``countdown``/``eta``) runs at once in
+``deliver()``; a ``worker()`` holds it until it is due.
 """
 
 from __future__ import annotations
@@ -29,6 +36,8 @@ from relay.codec import Codec
 from relay.message import Outcome, Status
 from relay.middleware import MiddlewareChain
 from relay.processing import Processor
+from relay.replies import PubSubReplies
+from relay.results import ResultBackend, close_results, results_backend
 from relay.settings import Settings
 from relay.subscription import Subscription
 from relay.transports.memory import MemoryMessage, MemoryTransport, PublishedRecord
@@ -52,6 +61,11 @@ class MemoryEnvironment:
     @property
     def middleware(self) -> MiddlewareChain:
         return self.app.middleware
+
+    @property
+    def results(self) -> ResultBackend | None:
+        """The results backend (``RESULTS``), or None when results are off."""
+        return results_backend(self.app.middleware)
 
     @property
     def published(self) -> list[PublishedRecord]:
@@ -123,11 +137,14 @@ def memory_app(
         base.setdefault("GC_PROJECT_ID", "relay-test")
         built = Settings.load(base, environ={}, **overrides).replace(transport="memory")
     env = MemoryEnvironment(built, MemoryTransport())
+    if isinstance(env.results, PubSubReplies):
+        env.results.use_transport(env.transport)  # replies travel in memory too
     previous = set_app(env.app)
     try:
         yield env
     finally:
         set_app(previous)
+        close_results(env.app.middleware)
         env.transport.close()
 
 

@@ -239,3 +239,76 @@ def test_observability_example_traces_and_serves_prometheus_metrics(
                   messaging_destination_subscription_name="observability-invoices") == 2
     assert sample("messaging_client_operation_duration_seconds_count",
                   messaging_destination_name="orders", messaging_operation_name="send") == 2
+
+
+# ----------------------------------------------------------------- tasks (seed 001)
+@pytest.fixture
+def tasks_example(isolated_imports: None) -> Iterator[tuple[Settings, Any, Any]]:
+    """examples/tasks: its settings, and its ``subs`` and ``client`` modules."""
+    import importlib
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "tasks_settings", EXAMPLES / "tasks" / "settings.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    settings = Settings.from_object(module, environ={})
+    sys.path.insert(0, str(EXAMPLES / "tasks"))
+    subs = importlib.import_module("subs")
+    client = importlib.import_module("client")
+    subs.PAGE_SECONDS = 0.01
+    yield settings, subs, client
+    sys.modules.pop("client", None)
+
+
+def _expected_reports() -> list[Any]:
+    return [
+        {"report": 1, "pages": 2, "url": "/reports/1.pdf"},
+        {"report": 2, "pages": 2, "url": "/reports/2.pdf"},
+        "failed: relay.errors.UnrecoverableError: report 3: a report needs at least one page",
+    ]
+
+
+def test_tasks_client_polls_until_the_worker_is_done(
+    tasks_example: tuple[Settings, Any, Any], capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The seed 001 flow in memory: results travel as Pub/Sub replies on the memory
+    transport (the example's RESULTS='pubsub')."""
+    from relay.testing import memory_app
+
+    settings, _, client = tasks_example
+    subscriptions = discover(EXAMPLES / "tasks", settings=settings)
+    assert [s.name for s in subscriptions] == ["subs.render_report"]
+    with memory_app(settings) as env, env.worker(subscriptions):
+        assert client.main(3, poll=0.01, timeout=20) == _expected_reports()
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("enqueued 3 report(s)")
+    statuses = [line for line in lines if line.startswith("status: ")]
+    assert statuses[-1] == "status: succeeded, succeeded, failed"
+
+
+@pytest.mark.emulator
+@pytest.mark.timeout(120)
+def test_tasks_example_on_the_emulator(
+    tasks_example: tuple[Settings, Any, Any], pubsub_emulator: Any,
+) -> None:
+    """The same with a real Worker and the client on the emulator (Pub/Sub replies)."""
+    import uuid
+
+    import relay
+    from tests.conftest import EMULATOR_PROJECT
+
+    settings, _, client = tasks_example
+    settings = settings.replace(
+        gc_project_id=EMULATOR_PROJECT, topic_prefix=f"ex-{uuid.uuid4().hex[:8]}-",
+        default_retry_policy=None, middleware=(),
+    )
+    worker = Worker(discover(EXAMPLES / "tasks", settings=settings), settings=settings)
+    relay.configure(settings)
+    try:
+        with worker:
+            assert client.main(3, poll=0.05, timeout=60) == _expected_reports()
+    finally:
+        relay.reset()
