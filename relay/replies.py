@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING
 from relay.codec import Codec
 from relay.errors import DecodeError
 from relay.limits import validate_name
-from relay.results import ResultBackend, TaskRecord
+from relay.results import RecordsInProcess, TaskRecord
 from relay.transports.base import (
     FlowControl,
     ReceivedMessage,
@@ -61,7 +61,7 @@ ATTR_TASK_ID = "relay_task_id"
 ATTR_RESULT = "relay_result"
 
 
-class PubSubReplies(ResultBackend):
+class PubSubReplies(RecordsInProcess):
     """See the module docstring. ``transport``: the one to use (default: built
     from the settings, and closed with this backend)."""
 
@@ -72,7 +72,7 @@ class PubSubReplies(ResultBackend):
         self._owns_transport = transport is None
         self._lock = threading.Lock()
         self._cond = threading.Condition()
-        self._records: dict[str, TaskRecord | None] = {}
+        self._records = {}
         self._watchers: Counter[str] = Counter()
         self._pending: set[Future[str]] = set()
         self.address: str | None = None
@@ -139,19 +139,6 @@ class PubSubReplies(ResultBackend):
             if self._watchers[task_id] <= 0:
                 del self._watchers[task_id]
                 self._records.pop(task_id, None)
-
-    def get(self, task_id: str) -> TaskRecord | None:
-        with self._cond:
-            return self._records.get(task_id)
-
-    def wait(self, task_id: str, timeout: float | None) -> TaskRecord | None:
-        def finished() -> bool:
-            record = self._records.get(task_id)
-            return record is not None and record.status.ready
-
-        with self._cond:
-            self._cond.wait_for(finished, timeout)
-            return self._records.get(task_id)
 
     def _listen(self) -> str:
         """Create the reply subscription and open its stream, once (again if it died)."""

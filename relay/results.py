@@ -222,23 +222,12 @@ class ResultBackend(abc.ABC):
         return None
 
 
-class MemoryResults(ResultBackend):
-    """Outcomes kept in this process: for tests, where worker and caller share it.
+class RecordsInProcess(ResultBackend):
+    """A backend whose records arrive in this process: ``get`` and ``wait`` read
+    ``_records`` under ``_cond``, which ``store`` (or a reply stream) notifies."""
 
-    A record is stored as its JSON and read back, so a test sees the result as
-    a caller in another process would (a ``datetime`` comes back as a string).
-    """
-
-    def __init__(self, settings: Settings | None = None) -> None:
-        self._cond = threading.Condition()
-        self._records: dict[str, TaskRecord] = {}
-
-    def store(self, record: TaskRecord, payload: bytes, reply_to: str | None) -> None:
-        stored = TaskRecord.from_data(Codec.decode(payload))
-        with self._cond:
-            if stored.supersedes(self._records.get(record.id)):
-                self._records[record.id] = stored
-                self._cond.notify_all()
+    _cond: threading.Condition
+    _records: dict[str, TaskRecord | None]
 
     def get(self, task_id: str) -> TaskRecord | None:
         with self._cond:
@@ -252,6 +241,25 @@ class MemoryResults(ResultBackend):
         with self._cond:
             self._cond.wait_for(finished, timeout)
             return self._records.get(task_id)
+
+
+class MemoryResults(RecordsInProcess):
+    """Outcomes kept in this process: for tests, where worker and caller share it.
+
+    A record is stored as its JSON and read back, so a test sees the result as
+    a caller in another process would (a ``datetime`` comes back as a string).
+    """
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self._cond = threading.Condition()
+        self._records = {}
+
+    def store(self, record: TaskRecord, payload: bytes, reply_to: str | None) -> None:
+        stored = TaskRecord.from_data(Codec.decode(payload))
+        with self._cond:
+            if stored.supersedes(self._records.get(record.id)):
+                self._records[record.id] = stored
+                self._cond.notify_all()
 
     def clear(self) -> None:
         with self._cond:
