@@ -62,14 +62,20 @@ def celery_worker(app: Celery, *queues: str) -> Iterator[Any]:
     Stopped with a remote-control shutdown before ``start_worker`` joins the
     thread: its own stop waits out the memory broker's 2 s polls, twice.
     """
-    with start_worker(
-        app, perform_ping_check=False, queues=[app.conf.task_default_queue, *queues],
-        shutdown_timeout=10,
-    ) as worker:
-        try:
-            yield worker
-        finally:
-            app.control.shutdown(destination=[worker.hostname])
+    # start_worker sets the root logger's level (to ERROR) and leaves it so,
+    # which would hide every later test's warnings: put it back.
+    root_level = logging.getLogger().level
+    try:
+        with start_worker(
+            app, perform_ping_check=False, queues=[app.conf.task_default_queue, *queues],
+            shutdown_timeout=10,
+        ) as worker:
+            try:
+                yield worker
+            finally:
+                app.control.shutdown(destination=[worker.hostname])
+    finally:
+        logging.getLogger().setLevel(root_level)
 
 
 def result_of(app: Celery, task_id: str) -> Any:
