@@ -71,15 +71,18 @@ class Recorder(BaseMiddleware):
         self._add("post_worker_stop", worker)
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 5.0, interval: float = 0.01) -> Any:
-    """Poll until ``predicate()`` is truthy; fail the test with a message if it never is."""
+def wait_for(
+    predicate: Callable[[], Any], timeout: float = 5.0, interval: float = 0.01, *, what: str = ""
+) -> Any:
+    """Poll until ``predicate()`` is truthy; fail the test with a message (naming
+    ``what`` it waited for, if given) if it never is."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
         time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout} s: {predicate}")
+    raise AssertionError(f"condition not met within {timeout} s: {what or predicate}")
 
 
 def settings(**kw: Any) -> Settings:

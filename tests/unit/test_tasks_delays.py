@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
-from typing import Any
 
 import pytest
 
@@ -17,6 +16,8 @@ from relay.task_wire import format_eta
 from relay.testing import memory_app
 from relay.transports.base import FlowControl, ReceivedMessage, SubscriptionSpec
 from relay.transports.memory import MemoryMessage, MemoryTransport, PublishedRecord
+
+from .helpers import wait_for
 
 ran: list[tuple[str, float]] = []
 _lock = threading.Lock()
@@ -33,13 +34,6 @@ def stamp(label: str) -> str:
 def _clear() -> None:
     ran.clear()
 
-
-def until(predicate: Any, what: str, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.005)
 
 
 def test_max_delay_is_the_lease_limit_minus_a_margin() -> None:
@@ -81,7 +75,7 @@ def test_a_stopping_worker_publishes_what_it_holds_again_and_acks_it() -> None:
         with worker:
             stamp.apply_async(("later",), countdown=60)
             name = stamp.resolve(env.settings).name
-            until(lambda: env.transport.stats(name)["outstanding"] == 1, "the message held")
+            wait_for(lambda: env.transport.stats(name)["outstanding"] == 1, what="the message held")
             started = time.monotonic()
         assert worker.stop() is True and time.monotonic() - started < 3
     original, copy = [r for r in env.published if r.topic == stamp.topic]
@@ -107,7 +101,7 @@ def test_at_its_lease_limit_a_held_message_is_published_again_and_held_anew() ->
     try:
         eta = time.time() + 0.35
         transport.publish("jobs", b"{}", {"relay_eta": format_eta(eta)}).result()
-        until(lambda: dispatched, "the message to fall due")
+        wait_for(lambda: dispatched, what="the message to fall due")
         assert time.time() >= eta - 0.01
         copies = [r for r in transport.published if r.topic == "jobs"]
         assert len(copies) >= 3  # the original, then a copy each time the 0.1 s limit came

@@ -30,6 +30,8 @@ from relay.replies import REPLY_EXPIRATION, REPLY_RETENTION, PubSubReplies
 from relay.results import MemoryResults, ResultBackend, ResultsMiddleware, TaskRecord
 from relay.testing import memory_app
 
+from .helpers import wait_for
+
 attempts: dict[str, int] = {}
 gate = threading.Event()
 
@@ -84,13 +86,6 @@ def _reset() -> None:
     gate.clear()
 
 
-def until(predicate: Any, what: str, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.005)
-
 
 # --------------------------------------------------------------- results off
 def test_without_results_the_handle_says_how_to_enable_them_and_the_worker_does_nothing() -> None:
@@ -105,7 +100,7 @@ def test_without_results_the_handle_says_how_to_enable_them_and_the_worker_does_
             with pytest.raises(ConfigurationError, match="RESULTS="):
                 handle.status()
             name = add.resolve(env.settings).name
-            until(lambda: env.transport.stats(name)["acked"] == 1, "the task to run")
+            wait_for(lambda: env.transport.stats(name)["acked"] == 1, what="the task to run")
         assert [r.topic for r in env.published] == [add.topic]  # no outcome sent anywhere
         assert not any(isinstance(m, ResultsMiddleware) for m in worker.middleware)
         assert handle.id and repr(handle).startswith("<AsyncResult")
@@ -129,7 +124,7 @@ def test_pending_started_succeeded() -> None:
         handle = waits.delay()
         assert handle.status() == "pending" and not handle.ready()
         with worker:
-            until(lambda: handle.status() is not TaskStatus.PENDING, "the task to start")
+            wait_for(lambda: handle.status() is not TaskStatus.PENDING, what="the task to start")
             assert handle.status() is TaskStatus.STARTED
             gate.set()
             assert handle.result(timeout=5) == "done"
@@ -139,7 +134,7 @@ def test_pending_started_succeeded() -> None:
 def test_a_retried_task_shows_started_until_an_attempt_ends_it() -> None:
     with memory_app(RESULTS="pubsub") as env, env.worker([flaky]):
         handle = flaky.delay("a")
-        until(lambda: attempts.get("a") == 2, "the second attempt")
+        wait_for(lambda: attempts.get("a") == 2, what="the second attempt")
         assert handle.status() is TaskStatus.STARTED  # and never failed in between
         gate.set()
         assert handle.result(timeout=5) == "a on try 2"
@@ -312,7 +307,7 @@ def test_replies_nobody_waits_for_are_acked_and_dropped(caplog: pytest.LogCaptur
         with caplog.at_level(logging.DEBUG, "relay.results"), worker:
             assert kept.result(timeout=5) == 2
             name = backend.subscription or ""
-            until(lambda: env.transport.stats(name)["acked"] == 6, "every reply acked")
+            wait_for(lambda: env.transport.stats(name)["acked"] == 6, what="every reply acked")
         stats = env.transport.stats(name)
         assert stats["acked"] == 6 and stats["nacked"] == 0  # 2 x (started, succeeded) + 2
         assert backend.get(dropped_id) is None
