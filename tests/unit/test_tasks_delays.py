@@ -76,8 +76,8 @@ def test_a_stopping_worker_publishes_what_it_holds_again_and_acks_it() -> None:
             stamp.apply_async(("later",), countdown=60)
             name = stamp.resolve(env.settings).name
             wait_for(lambda: env.transport.stats(name)["outstanding"] == 1, what="the message held")
-            started = time.monotonic()
-        assert worker.stop() is True and time.monotonic() - started < 3
+        # Handed back, not run: had stop() waited for the 60 s countdown, ran would hold it.
+        assert worker.stop() is True
     original, copy = [r for r in env.published if r.topic == stamp.topic]
     assert (copy.data, dict(copy.attributes)) == (original.data, dict(original.attributes))
     stats = env.transport.stats(name)
