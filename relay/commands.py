@@ -1,0 +1,346 @@
+"""The bodies of the commands ``relay-cli`` (``relay.cli``) parses: run, plan,
+subs, publish, emulator, and what they share (settings, signals, the emulator).
+
+Each takes the parsed ``argparse.Namespace`` and returns an exit code; errors
+are raised and ``relay.cli.execute`` maps them to exit codes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+from relay.discovery import discover, import_module
+from relay.errors import ConfigurationError, RelayError
+from relay.redaction import redact, shown
+from relay.settings import Settings
+from relay.subscription import Subscription
+
+if TYPE_CHECKING:
+    from relay.emulator import Emulator
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_CONFIG = 2
+#: ``plan --check``: Pub/Sub does not match the code.
+EXIT_DIFFERS = 3
+#: Project id used against an emulator when none is configured.
+EMULATOR_PROJECT = "relay-local"
+#: The line ``run`` prints once the worker is consuming (scripts wait for it).
+READY = "relay-cli: worker running; press Ctrl-C (or send SIGTERM) to stop"
+PROG = "relay-cli"
+
+logger = logging.getLogger("relay.cli")  # the commands log as the CLI
+
+
+class _ForcedExit(RelayError):
+    """Raised in the main thread by a second stop signal."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where an embedding framework's commands get settings and subscriptions.
+
+    ``relay-cli`` reads ``--settings`` and discovers ``subs`` modules; ``flask
+    relay`` and ``manage.py runrelay`` pass one of these instead, and those two
+    options are not offered. ``where`` says where subscriptions are declared,
+    for the "none found" error.
+    """
+
+    prog: str
+    settings: Callable[[], Settings]
+    subscriptions: Callable[[Settings], list[Subscription]]
+    where: str
+
+
+# --------------------------------------------------------------------- helpers
+def _prog(args: argparse.Namespace | None) -> str:
+    source = getattr(args, "source", None)
+    return source.prog if source is not None else PROG
+
+
+def _error(message: str, args: argparse.Namespace | None = None) -> None:
+    """The one error line on stderr; never a private key, whatever the message quotes."""
+    print(f"{_prog(args)}: error: {redact(message)}", file=sys.stderr, flush=True)
+
+
+def _configure_logging(level: str, fmt: str = "text") -> None:
+    """Text or JSON logs at ``level``, unless the app (settings or subs) configured logging."""
+    from relay.logs import configure_logging
+
+    configure_logging(level, fmt)
+
+
+def _cwd_on_path() -> None:
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+
+
+def load_settings(module: str | None) -> Settings:
+    """``--settings`` module, else ``RELAY_SETTINGS``, else ``RELAY_*`` variables."""
+    _cwd_on_path()
+    name = module or os.environ.get("RELAY_SETTINGS")
+    if not name:
+        return Settings.load()
+    return Settings.from_object(import_module(name, what="settings module"))
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    source: Source | None = getattr(args, "source", None)
+    return source.settings() if source is not None else load_settings(args.settings)
+
+
+def _declared(args: argparse.Namespace, settings: Settings) -> tuple[list[Subscription], str]:
+    """The command's subscriptions, and where they were looked for (for errors)."""
+    source: Source | None = getattr(args, "source", None)
+    if source is not None:
+        return source.subscriptions(settings), source.where
+    found = discover(args.root, args.subs, settings=settings)
+    return found, f"under {os.path.abspath(args.root)}"
+
+
+def _with_project(settings: Settings) -> Settings:
+    """Fail early without a project id (Pub/Sub transport), or default it on an emulator."""
+    if settings.transport != "pubsub":
+        return settings
+    try:
+        settings.project_id()
+    except ConfigurationError:
+        if not settings.emulator_host:
+            raise
+        logger.info("no GC_PROJECT_ID configured; using %r on the emulator", EMULATOR_PROJECT)
+        return settings.replace(gc_project_id=EMULATOR_PROJECT)
+    return settings
+
+
+class _StopSignals:
+    """SIGINT/SIGTERM set ``requested``; a second one raises ``_ForcedExit``."""
+
+    def __init__(self) -> None:
+        self.requested = threading.Event()
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        if self.requested.is_set():
+            raise _ForcedExit(f"{name} received again: abandoning the drain")
+        logger.info("%s received: stopping gracefully (send it again to force)", name)
+        self.requested.set()
+
+    def __enter__(self) -> _StopSignals:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            if signum == signal.SIGINT and signal.getsignal(signum) == signal.SIG_IGN:
+                continue  # started in the background by a shell: Ctrl-C is not for us
+            self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+    def wait(self) -> None:
+        while not self.requested.wait(0.5):
+            pass
+
+
+@contextlib.contextmanager
+def _emulator(port: int | None) -> Iterator[Emulator]:
+    """Run the emulator for the block, with PUBSUB_EMULATOR_HOST pointing at it.
+
+    ``Emulator.start()`` stops the process itself if it is interrupted half-way,
+    so no Java is left behind whatever happens.
+    """
+    from relay.emulator import running_emulator
+
+    logger.info("starting the Pub/Sub emulator")
+    with running_emulator(port) as emulator:
+        try:
+            yield emulator
+        finally:
+            logger.info("stopping the Pub/Sub emulator (pid %s)", emulator.pid)
+
+
+# -------------------------------------------------------------------- commands
+def cmd_run(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    if args.provisioning:
+        settings = settings.replace(provisioning=args.provisioning)
+    subscriptions, where = _declared(args, settings)
+    if not subscriptions:
+        how = (
+            "declare @sub handlers in a subs.py module (or a subs/ package), or name modules "
+            "with --subs" if getattr(args, "source", None) is None else "declare @sub handlers"
+        )
+        raise ConfigurationError(f"no subscriptions found {where}: {how}")
+    _configure_logging(args.log_level, args.log_format or settings.log_format)
+    if args.emulator and settings.transport == "memory":
+        logger.warning("--emulator with TRANSPORT 'memory': the worker will not use it")
+    with _StopSignals() as stop, contextlib.ExitStack() as stack:
+        try:
+            if args.emulator:
+                emulator = stack.enter_context(_emulator(args.emulator_port))
+                print(
+                    f"{_prog(args)}: Pub/Sub emulator running at {emulator.address} "
+                    f"(pid {emulator.pid}); to use it from another shell: "
+                    f"export PUBSUB_EMULATOR_HOST={emulator.address}",
+                    flush=True,
+                )
+            if stop.requested.is_set():  # stopped while the emulator was starting
+                return EXIT_OK
+            return _run_worker(
+                _with_project(settings), subscriptions, stop, health_port=args.health_port,
+                prog=_prog(args),
+            )
+        except _ForcedExit as exc:
+            logger.error("%s", exc)
+            stack.close()  # stop the emulator before leaving
+            logging.shutdown()
+            sys.stdout.flush()
+            # Handler threads may still be running and would hold up interpreter exit.
+            os._exit(EXIT_FAILURE)
+
+
+def _run_worker(
+    settings: Settings, subscriptions: list[Subscription], stop: _StopSignals,
+    *, health_port: int | None = None, prog: str = PROG,
+) -> int:
+    import relay
+    from relay.health import HealthServer
+
+    if health_port is not None:  # --health-port beats HEALTH_PORT, validated the same way
+        settings = settings.replace(health_port=health_port)
+    app = relay.configure(settings)  # handlers that publish use the same settings
+    worker = app.worker(subscriptions)
+    health: HealthServer | None = None
+    try:
+        if settings.health_port is not None:
+            # Up before provisioning: /livez answers meanwhile, /readyz says 503 until
+            # the worker consumes.
+            health = HealthServer(
+                worker, host=settings.health_host, port=settings.health_port,
+                failure_threshold=settings.health_failure_threshold,
+            ).start()
+            print(
+                f"{prog}: health probes at {health.url}/livez and {health.url}/readyz",
+                flush=True,
+            )
+        if not stop.requested.is_set():
+            worker.setup()
+        if not stop.requested.is_set():  # a signal during provisioning: do not start
+            worker.start()
+            print(READY.replace(PROG, prog, 1), flush=True)
+            stop.wait()
+    finally:
+        worker.stop()
+        if health is not None:
+            health.stop()
+        relay.reset()
+    return EXIT_OK
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    """Print what provisioning would change, without changing anything."""
+    from relay import provisioning
+    from relay.app import build_transport
+    from relay.subscription import check_unique
+
+    settings = _settings(args)
+    declared, where = _declared(args, settings)
+    if not declared:
+        raise ConfigurationError(f"no subscriptions found {where}: nothing to plan")
+    settings = _with_project(settings)
+    _configure_logging(args.log_level)
+    resolved = check_unique(s.resolve(settings) for s in declared)
+    wanted = provisioning.desired(resolved, settings)
+    transport = build_transport(settings)
+    try:
+        plan = provisioning.plan(transport, wanted)
+    finally:
+        transport.close()
+    print(plan.render(show_unchanged=not args.changes_only), flush=True)
+    if args.check and not plan.in_sync:
+        _error(f"Pub/Sub differs from the code ({len(plan.problems())} difference(s))", args)
+        return EXIT_DIFFERS
+    return EXIT_OK
+
+
+def cmd_subs(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    subscriptions, where = _declared(args, settings)
+    if not subscriptions:
+        print(f"no subscriptions found {where}", file=sys.stderr)
+        return EXIT_OK
+    rows = [("NAME", "TOPIC", "FILTERS", "HANDLER", "MODE")]
+    for declared in subscriptions:
+        s = declared.resolve(settings)
+        filters = [getattr(f, "__name__", repr(f)) for f in s.filters]
+        if s.backend_filter_by:
+            filters.append(f"backend: {s.backend_filter_by}")
+        mode = "async" if s.is_async else "sync"
+        rows.append((s.name, s.full_topic, ", ".join(filters) or "-", s.handler_name, mode))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=True)]
+        print("  ".join([*cells, row[-1]]))
+    return EXIT_OK
+
+
+def _parse_attrs(pairs: Sequence[str]) -> dict[str, str]:
+    attrs = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigurationError(f"--attr {pair!r}: expected KEY=VALUE")
+        attrs[key] = value
+    return attrs
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    try:
+        data = json.loads(args.data)
+    except ValueError as exc:
+        raise ConfigurationError(
+            f"DATA is not valid JSON ({exc}): {shown(args.data)}; to send a string, quote it: "
+            "'\"hello\"'"
+        ) from None
+    attrs = _parse_attrs(args.attr)
+    settings = _with_project(_settings(args))
+    _configure_logging(args.log_level)
+    from relay.app import App
+
+    app = App(settings)
+    try:
+        future = app.publisher.publish(
+            args.topic, data, ordering_key=args.ordering_key, attrs=attrs,
+            blocking=True, timeout=args.timeout,
+        )
+        print(future.result(), flush=True)
+    finally:
+        app.close()
+    return EXIT_OK
+
+
+def cmd_emulator(args: argparse.Namespace) -> int:
+    _configure_logging(args.log_level)
+    with _StopSignals() as stop, _emulator(args.port) as emulator:
+        print(f"export PUBSUB_EMULATOR_HOST={emulator.address}", flush=True)
+        logger.info("Pub/Sub emulator running (pid %s); Ctrl-C to stop", emulator.pid)
+        process = emulator.process
+        while not stop.requested.wait(0.5):
+            if process is not None and process.poll() is not None:
+                raise RelayError(
+                    f"the emulator exited with code {process.returncode}; its log: "
+                    f"{emulator.log_tail()}"
+                )
+    return EXIT_OK
