@@ -10,20 +10,25 @@ from ``RELAY_SETTINGS`` / ``RELAY_*`` environment variables on first use), and
 from __future__ import annotations
 
 import atexit
+import functools
+import inspect
 import logging
 import os
 import threading
-from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from relay.errors import ConfigurationError
 from relay.middleware import MiddlewareChain
+from relay.publisher import Publisher
 from relay.setting_values import import_string
 from relay.settings import Settings
 from relay.transports.base import Transport
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
 if TYPE_CHECKING:
-    from relay.publisher import Publisher
     from relay.subscription import Subscription
     from relay.worker import Worker
 
@@ -76,8 +81,6 @@ class App:
     @property
     def publisher(self) -> Publisher:
         if self._publisher is None:
-            from relay.publisher import Publisher
-
             transport = self.transport
             with self._lock:
                 if self._publisher is None:
@@ -179,6 +182,32 @@ def set_publisher(publisher: Publisher | None) -> None:
     get_app().publisher = publisher
 
 
-def publish(topic: str, data: Any, **kwargs: Any) -> Any:
-    """``get_publisher().publish(topic, data, **kwargs)``; see ``Publisher.publish``."""
-    return get_publisher().publish(topic, data, **kwargs)
+def _process_wide(method: Callable[Concatenate[Publisher, P], R]) -> Callable[P, R]:
+    """``method`` called on the process-wide publisher, with ``method``'s own
+    signature (for type checkers and ``help()``): one declaration, in Publisher."""
+
+    def call(*args: P.args, **kwargs: P.kwargs) -> R:
+        return method(get_publisher(), *args, **kwargs)
+
+    if inspect.iscoroutinefunction(method):
+
+        async def acall(*args: P.args, **kwargs: P.kwargs) -> Any:
+            return await method(get_publisher(), *args, **kwargs)
+
+        call = acall  # type: ignore[assignment]
+    functools.update_wrapper(call, method)
+    signature = inspect.signature(method)
+    call.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=list(signature.parameters.values())[1:]
+    )
+    del call.__wrapped__  # type: ignore[attr-defined]
+    call.__qualname__ = call.__name__
+    call.__module__ = "relay"
+    call.__doc__ = f"``relay.get_publisher().{method.__name__}(...)``.\n\n{method.__doc__}"
+    return call
+
+
+publish = _process_wide(Publisher.publish)
+apublish = _process_wide(Publisher.apublish)
+publish_many = _process_wide(Publisher.publish_many)
+apublish_many = _process_wide(Publisher.apublish_many)

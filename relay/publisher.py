@@ -2,6 +2,14 @@
 
 ``relay.publish(topic, data, **attrs)`` goes through the process-wide publisher
 (``relay.get_publisher()``), built from the settings on first use.
+
+Every way of publishing (``publish``, ``apublish``, ``publish_many``,
+``apublish_many``) takes the same four steps: ``_prepare`` (validate, encode,
+``pre_publish`` hooks), admission to the back-pressure budget, ``_send`` (hand
+the bytes to the transport; the post-publish hook fires when its future
+completes) and, when the caller waits, ``_outcome``. The async forms differ
+only in how they wait for room and for confirmation: they await, on their own
+event loop, what the sync forms block on.
 """
 
 from __future__ import annotations
@@ -9,12 +17,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from concurrent.futures import CancelledError, Future
-from concurrent.futures import TimeoutError as FutureTimeoutError
+from concurrent.futures import wait as wait_futures
 from types import MappingProxyType
 from typing import Any
 
+from relay import aio
+from relay.batch import BatchPublishError, Item, Published, PublishResults
+from relay.budget import Budget, PublisherFull
 from relay.codec import Codec
 from relay.errors import ConfigurationError, PublishError
 from relay.limits import (
@@ -38,66 +49,6 @@ RESERVED_NAMES = frozenset(
 )
 
 
-class _Settled:
-    """Makes sure exactly one of the post-publish hooks fires per message."""
-
-    __slots__ = ("_lock", "done")
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.done = False
-
-    def claim(self) -> bool:
-        with self._lock:
-            if self.done:
-                return False
-            self.done = True
-            return True
-
-
-class _Budget:
-    """Publisher back-pressure: bounds messages and bytes sent but not yet confirmed.
-
-    Without it a burst to a slow or unreachable Pub/Sub would pile up in the
-    client's batches until memory ran out.
-    """
-
-    __slots__ = ("_cond", "bytes", "max_bytes", "max_messages", "messages")
-
-    def __init__(self, max_messages: int, max_bytes: int) -> None:
-        self._cond = threading.Condition()
-        self.max_messages = max_messages
-        self.max_bytes = max_bytes
-        self.messages = 0
-        self.bytes = 0
-
-    def _full(self, size: int) -> bool:
-        if self.messages >= self.max_messages:
-            return True
-        # One message bigger than the whole byte budget still goes, alone.
-        return self.messages > 0 and self.bytes + size > self.max_bytes
-
-    def acquire(self, size: int, wait: float) -> bool:
-        """Take room for one message of ``size`` bytes, waiting up to ``wait`` seconds."""
-        with self._cond:
-            if self._full(size):
-                deadline = time.monotonic() + wait
-                while self._full(size):
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        return False
-                    self._cond.wait(left)
-            self.messages += 1
-            self.bytes += size
-            return True
-
-    def release(self, size: int) -> None:
-        with self._cond:
-            self.messages -= 1
-            self.bytes -= size
-            self._cond.notify()
-
-
 #: Who set an attribute the caller did not: ``validate_attributes`` counts them apart.
 _ADDED_BY_RELAY: Mapping[str, str] = MappingProxyType({"published_at": "relay"})
 
@@ -114,8 +65,29 @@ def _who_added(
     }
 
 
-class PublisherFull(BufferError):
-    """The publisher's back-pressure limit was reached (``PUBLISHER_MAX_MESSAGES``/``_BYTES``)."""
+class _Sending:
+    """One message on its way: what the hooks saw, when it started, its share of
+    the budget, and whether its post-publish hook has fired (exactly one fires)."""
+
+    __slots__ = ("_lock", "message", "settled", "size", "started")
+
+    def __init__(self, message: OutgoingMessage, started: float) -> None:
+        self.message = message
+        self.started = started
+        self.size = len(message.payload)
+        self.settled = False
+        self._lock = threading.Lock()
+
+    def claim(self) -> bool:
+        """True for the first caller only: that one fires the post-publish hook."""
+        with self._lock:
+            if self.settled:
+                return False
+            self.settled = True
+            return True
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
 
 
 class Publisher:
@@ -136,7 +108,7 @@ class Publisher:
         self.transport = transport
         self.middleware = middleware if middleware is not None else MiddlewareChain()
         self._codec = Codec(self.settings.encoder)
-        self._budget = _Budget(
+        self._budget = Budget(
             self.settings.publisher_max_messages, self.settings.publisher_max_bytes
         )
 
@@ -147,6 +119,7 @@ class Publisher:
 
     def publish(
         self,
+        /,
         topic: str,
         data: Any,
         *,
@@ -188,8 +161,121 @@ class Publisher:
         when non-blocking: nothing is queued without bound, nothing is dropped
         silently.
         """
-        settings = self.settings
-        full_topic = validate_name(settings.topic_prefix + topic, "topic")
+        sending = self._prepare(topic, data, ordering_key, attrs, attributes)
+        if not self._budget.acquire(sending.size, self._room_wait()):
+            full = self._refused(sending)
+            self._fail(sending, full, raise_exception)
+            rejected: Future[str] = Future()
+            rejected.set_exception(full)
+            return rejected
+        future = self._send(sending)
+        if not (self.settings.publisher_blocking if blocking is None else blocking):
+            return future
+        wait = self.settings.publisher_timeout if timeout is None else timeout
+        wait_futures([future], timeout=wait)
+        error = self._outcome(sending, future, wait)
+        if error is not None:
+            self._fail(sending, error, raise_exception)
+        return future
+
+    async def apublish(
+        self,
+        /,
+        topic: str,
+        data: Any,
+        *,
+        ordering_key: str = "",
+        timeout: float | None = None,
+        attrs: Mapping[str, str] | None = None,
+        **attributes: str,
+    ) -> str:
+        """``publish`` for asyncio: returns the message id once Pub/Sub confirmed it.
+
+        The same validation, hooks, encoding and back-pressure as ``publish``;
+        waiting for room in the budget and for the confirmation awaits on the
+        caller's loop and never blocks it. It always waits (up to ``timeout``
+        seconds, ``PUBLISHER_TIMEOUT`` by default) and raises ``PublishError``
+        on any failure. Cancelling the caller stops its wait, not the publish
+        (whose post-publish hook still fires). ``blocking`` and
+        ``raise_exception`` are not options here and, being reserved names, not
+        attributes either: pass such attributes in ``attrs={...}``.
+        """
+        _refuse_sync_options(attributes)
+        sending = self._prepare(topic, data, ordering_key, attrs, attributes)
+        if not await self._budget.acquire_async(sending.size, self._room_wait()):
+            self._fail(sending, self._refused(sending), raise_exception=True)
+        future = self._send(sending)
+        wait = self.settings.publisher_timeout if timeout is None else timeout
+        await aio.wait_futures([future], timeout=wait)
+        error = self._outcome(sending, future, wait)
+        if error is not None:
+            self._fail(sending, error, raise_exception=True)
+        return future.result()
+
+    def publish_many(
+        self,
+        /,
+        topic: str,
+        items: Iterable[Any],
+        *,
+        timeout: float | None = None,
+        raise_exception: bool = True,
+    ) -> PublishResults:
+        """Publish every item to ``topic``; wait for them all; one result per item.
+
+        An item is the data itself, or a ``relay.Item(data, ordering_key=...,
+        attrs=..., **attributes)``. Each item takes ``publish``'s steps on its
+        own, so one bad item (or one refusal, or one failure) does not stop the
+        others: its result holds the error. Once every item settled (or
+        ``timeout`` seconds, ``PUBLISHER_TIMEOUT`` by default, after the last
+        was handed over), any failure raises ``BatchPublishError`` (a
+        ``PublishError``) whose ``results`` hold every item's outcome; with
+        ``raise_exception=False`` the results are returned and the failures
+        logged.
+        """
+        entries = []
+        for index, item in enumerate(items):
+            entry = self._entry(topic, index, item)
+            if entry.sending is not None:
+                self._admit(entry, self._budget.acquire(entry.sending.size, self._room_wait()))
+            entries.append(entry)
+        wait = self.settings.publisher_timeout if timeout is None else timeout
+        wait_futures([e.future for e in entries if e.future is not None], timeout=wait)
+        return self._results(topic, entries, wait, raise_exception)
+
+    async def apublish_many(
+        self,
+        /,
+        topic: str,
+        items: Iterable[Any],
+        *,
+        timeout: float | None = None,
+        raise_exception: bool = True,
+    ) -> PublishResults:
+        """``publish_many`` for asyncio: room and confirmations are awaited on the
+        caller's loop, never blocking it."""
+        entries = []
+        for index, item in enumerate(items):
+            entry = self._entry(topic, index, item)
+            if entry.sending is not None:
+                room = await self._budget.acquire_async(entry.sending.size, self._room_wait())
+                self._admit(entry, room)
+            entries.append(entry)
+        wait = self.settings.publisher_timeout if timeout is None else timeout
+        await aio.wait_futures([e.future for e in entries if e.future is not None], wait)
+        return self._results(topic, entries, wait, raise_exception)
+
+    # ------------------------------------------------------------------ steps
+    def _prepare(
+        self,
+        topic: str,
+        data: Any,
+        ordering_key: str,
+        attrs: Mapping[str, str] | None,
+        attributes: Mapping[str, str],
+    ) -> _Sending:
+        """Validate and encode; run ``pre_publish``. Raises on bad input."""
+        full_topic = validate_name(self.settings.topic_prefix + topic, "topic")
         merged: dict[str, str] = dict(attrs) if attrs else {}
         if attributes:
             merged.update(attributes)
@@ -204,8 +290,8 @@ class Publisher:
         validate_payload(full_topic, payload)
 
         message = OutgoingMessage(full_topic, data, merged, ordering_key, payload)
+        sending = _Sending(message, time.perf_counter())
         chain = self.middleware
-        started = time.perf_counter()
         if chain.has("pre_publish"):
             chain.run("pre_publish", message)
             final = message.attributes
@@ -215,83 +301,77 @@ class Publisher:
                 validate_attributes(final, added=added)  # what middleware added counts too
             except ConfigurationError as exc:
                 # pre_publish ran, so its post hook must too (a span must end).
-                chain.run("post_publish_failure", message, exc, time.perf_counter() - started)
+                sending.claim()
+                chain.run("post_publish_failure", message, exc, sending.elapsed())
                 raise
+            sending.size = len(message.payload)
+        return sending
 
-        size = len(message.payload)
-        behaviour = settings.publisher_limit_behavior
-        wait = settings.publisher_retry_timeout if behaviour == "block" else 0.0
-        if not self._budget.acquire(size, wait):
-            full = PublisherFull(
-                f"{self._budget.messages} message(s), {self._budget.bytes} bytes are waiting "
-                f"for Pub/Sub to confirm them (PUBLISHER_MAX_MESSAGES="
-                f"{self._budget.max_messages}, PUBLISHER_MAX_BYTES={self._budget.max_bytes}, "
-                f"PUBLISHER_LIMIT_BEHAVIOR={behaviour!r}); Pub/Sub is slow or unreachable, or "
-                "the limits are too low for this rate"
-            )
-            chain.run("post_publish_failure", message, full, time.perf_counter() - started)
-            if raise_exception:
-                raise PublishError(full_topic, full) from full
-            logger.error("publishing to %s failed: %s", full_topic, full)
-            rejected: Future[str] = Future()
-            rejected.set_exception(full)
-            return rejected
-        settled = _Settled()
-        try:
-            future = self._send(message)
-        except BaseException as exc:
-            self._budget.release(size)
-            chain.run("post_publish_failure", message, exc, time.perf_counter() - started)
-            raise
-        future.add_done_callback(lambda f: self._on_done(f, message, started, settled, size))
+    def _room_wait(self) -> float:
+        """How long a publish may wait for room in the budget."""
+        if self.settings.publisher_limit_behavior == "block":
+            return self.settings.publisher_retry_timeout
+        return 0.0
 
-        if blocking is None:
-            blocking = settings.publisher_blocking
-        if not blocking:
-            return future
-        wait = settings.publisher_timeout if timeout is None else timeout
-        try:
-            future.result(timeout=wait)
-        except Exception as exc:
-            error: BaseException = exc
-            if isinstance(exc, FutureTimeoutError):
-                error = TimeoutError(
-                    f"publishing to {full_topic!r} did not complete within {wait} s"
-                )
-                if settled.claim():
-                    chain.run(
-                        "post_publish_failure", message, error, time.perf_counter() - started
-                    )
-            if raise_exception:
-                raise PublishError(full_topic, error) from error
-            logger.error("publishing to %s failed: %s", full_topic, error)
-        return future
+    def _refused(self, sending: _Sending) -> PublisherFull:
+        """The budget had no room: fire the failure hook, return the error."""
+        budget = self._budget
+        full = PublisherFull(
+            f"{budget.messages} message(s), {budget.bytes} bytes are waiting "
+            f"for Pub/Sub to confirm them (PUBLISHER_MAX_MESSAGES={budget.max_messages}, "
+            f"PUBLISHER_MAX_BYTES={budget.max_bytes}, PUBLISHER_LIMIT_BEHAVIOR="
+            f"{self.settings.publisher_limit_behavior!r}); Pub/Sub is slow or unreachable, "
+            "or the limits are too low for this rate"
+        )
+        sending.claim()
+        self.middleware.run("post_publish_failure", sending.message, full, sending.elapsed())
+        return full
 
-    def _send(self, message: OutgoingMessage) -> Future[str]:
+    def _send(self, sending: _Sending) -> Future[str]:
+        """Hand the message to the transport (its budget share already taken)."""
+        message = sending.message
         try:
-            return self.transport.publish(
+            future = self.transport.publish(
                 message.topic, message.payload, message.attributes,
                 ordering_key=message.ordering_key,
             )
-        except ConfigurationError:
-            raise  # bad settings or input: the caller must see it now, not in a future
+        except ConfigurationError as exc:  # bad settings or input: the caller sees it now
+            self._budget.release(sending.size)
+            sending.claim()
+            self.middleware.run("post_publish_failure", message, exc, sending.elapsed())
+            raise
         except Exception as exc:  # a transport that raises instead of failing the future
-            failed: Future[str] = Future()
-            failed.set_exception(exc)
-            return failed
+            future = Future()
+            future.set_exception(exc)
+        future.add_done_callback(lambda done: self._on_done(done, sending))
+        return future
 
-    def _on_done(
-        self,
-        future: Future[str],
-        message: OutgoingMessage,
-        started: float,
-        settled: _Settled,
-        size: int,
-    ) -> None:
-        self._budget.release(size)
-        if not settled.claim():
+    def _outcome(self, sending: _Sending, future: Future[str], wait: float) -> BaseException | None:
+        """After a wait of ``wait`` seconds: the error, or None if confirmed."""
+        if not future.done():
+            error = TimeoutError(
+                f"publishing to {sending.message.topic!r} did not complete within {wait} s"
+            )
+            if sending.claim():  # a late confirmation fires no further hook
+                self.middleware.run(
+                    "post_publish_failure", sending.message, error, sending.elapsed()
+                )
+            return error
+        if future.cancelled():
+            return CancelledError("the publish was cancelled")
+        return future.exception()
+
+    def _fail(self, sending: _Sending, error: BaseException, raise_exception: bool) -> None:
+        topic = sending.message.topic
+        if raise_exception:
+            raise PublishError(topic, error) from error
+        logger.error("publishing to %s failed: %s", topic, error)
+
+    def _on_done(self, future: Future[str], sending: _Sending) -> None:
+        self._budget.release(sending.size)
+        if not sending.claim():
             return
-        elapsed = time.perf_counter() - started
+        message = sending.message
         exc: BaseException | None
         if future.cancelled():
             exc = CancelledError("the publish was cancelled")
@@ -299,11 +379,77 @@ class Publisher:
             exc = future.exception()
         if exc is None:
             message.message_id = future.result()
-            self.middleware.run("post_publish_success", message, elapsed)
+            self.middleware.run("post_publish_success", message, sending.elapsed())
         elif self.middleware.has("post_publish_failure"):
-            self.middleware.run("post_publish_failure", message, exc, elapsed)
+            self.middleware.run("post_publish_failure", message, exc, sending.elapsed())
         else:  # never lose a failure silently, even with no middleware configured
             logger.error("publishing to %s failed: %s: %s", message.topic, type(exc).__name__, exc)
 
+    # ------------------------------------------------------------------ batches
+    def _entry(self, topic: str, index: int, item: Any) -> _Entry:
+        """Prepare one batch item; bad input becomes that item's error."""
+        try:
+            if isinstance(item, Item):
+                sending = self._prepare(topic, item.data, item.ordering_key, item.attrs, {})
+            else:
+                sending = self._prepare(topic, item, "", None, {})
+        except Exception as exc:
+            return _Entry(index, None, exc)
+        return _Entry(index, sending, None)
+
+    def _admit(self, entry: _Entry, room: bool) -> None:
+        assert entry.sending is not None
+        if not room:
+            entry.error = self._refused(entry.sending)
+            return
+        try:
+            entry.future = self._send(entry.sending)
+        except ConfigurationError as exc:
+            entry.error = exc
+
+    def _results(
+        self, topic: str, entries: list[_Entry], wait: float, raise_exception: bool
+    ) -> PublishResults:
+        results = []
+        for entry in entries:
+            error, message_id = entry.error, None
+            if entry.future is not None and entry.sending is not None:
+                error = self._outcome(entry.sending, entry.future, wait)
+                if error is None:
+                    message_id = entry.future.result()
+            results.append(Published(entry.index, message_id, error))
+        outcome = PublishResults(results)
+        if outcome.ok:
+            return outcome
+        failure = BatchPublishError(self.settings.topic_prefix + topic, outcome)
+        if raise_exception:
+            raise failure
+        logger.error("%s", failure)
+        return outcome
+
     def close(self) -> None:
         self.transport.close()
+
+
+class _Entry:
+    """One item of a batch: prepared (``sending``), handed over (``future``) or failed."""
+
+    __slots__ = ("error", "future", "index", "sending")
+
+    def __init__(self, index: int, sending: _Sending | None, error: BaseException | None) -> None:
+        self.index = index
+        self.sending = sending
+        self.error = error
+        self.future: Future[str] | None = None
+
+
+def _refuse_sync_options(attributes: Mapping[str, str]) -> None:
+    """``apublish`` has no ``blocking``/``raise_exception``; they stay reserved names."""
+    misplaced = sorted(RESERVED_NAMES.intersection(attributes))
+    if misplaced:
+        raise ConfigurationError(
+            f"apublish() always waits for the confirmation and raises PublishError: "
+            f"{', '.join(misplaced)} is not one of its options, and a reserved name is "
+            f"not an attribute either; to send an attribute named so, pass "
+            f"attrs={{{misplaced[0]!r}: ...}}"
+        )

@@ -12,6 +12,8 @@ def test_all_is_exactly_the_public_api() -> None:
             "Subscription", "TransportError", "Worker", "__version__", "configure", "get_app",
             "get_publisher", "publish", "reset", "set_app", "set_publisher", "sub",
             "task", "Task", "AsyncResult", "TaskFailed", "TaskStatus",
+            "apublish", "publish_many", "apublish_many", "Item", "Published",
+            "PublishResults", "BatchPublishError",
         ]
     )
     for name in relay.__all__:
