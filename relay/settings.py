@@ -153,11 +153,11 @@ class Settings:
         """Defaults <- ``mapping`` <- ``RELAY_*`` environment <- keyword overrides."""
         values: dict[str, Any] = {}
         if mapping:
-            values.update(_normalise_keys(mapping, source="settings mapping"))
+            values.update(normalise_keys(mapping, source="settings mapping"))
         env = os.environ if environ is None else environ
         values.update(_from_environ(env))
         if overrides:
-            values.update(_normalise_keys(overrides, source="keyword arguments"))
+            values.update(normalise_keys(overrides, source="keyword arguments"))
         return cls(**{name: coerce(name, value) for name, value in values.items()})
 
     @classmethod
@@ -243,7 +243,7 @@ class Settings:
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with some settings changed (lower-case field names or KEYS)."""
-        normalised = _normalise_keys(changes, source="replace()")
+        normalised = normalise_keys(changes, source="replace()")
         coerced = {k: coerce(k, v) for k, v in normalised.items()}
         return dataclasses.replace(self, **coerced)
 
@@ -261,7 +261,7 @@ def _read(path: str | None) -> str | None:
         return None
 
 
-def _normalise_keys(mapping: Mapping[str, Any], *, source: str) -> dict[str, Any]:
+def normalise_keys(mapping: Mapping[str, Any], *, source: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in mapping.items():
         upper = str(key).upper()
