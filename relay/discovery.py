@@ -131,7 +131,7 @@ def _is_from(module: ModuleType, path: Path) -> bool:
     return file is not None and Path(file).resolve() == target
 
 
-def _import_tree(name: str, path: Path | None, what: str) -> list[ModuleType]:
+def import_tree(name: str, path: Path | None, what: str) -> list[ModuleType]:
     """The module, and if it is a ``subs`` package, every module inside it."""
     module = import_module(name, what=what, path=path)
     modules = [module]
@@ -210,7 +210,7 @@ def discover(
     seen: set[int] = set()
     for name, path in targets:
         what = "--subs module" if names else "subs module"
-        for module in _import_tree(name, path, what):
+        for module in import_tree(name, path, what):
             for found in subscriptions_in(module):
                 if id(found) not in seen:
                     seen.add(id(found))

@@ -45,3 +45,26 @@ ensure_uv() {
     done
     fail "uv was installed but cannot be found in $user_bin or $bootstrap/bin"
 }
+
+# Print the path of a Python 3.12+ interpreter (RELAY_PYTHON_NEWEST, else the
+# newest pyenv version, else python3.13/python3.12 on PATH), or nothing.
+# Django 6 (django.tasks) needs one; the main environment may be older.
+find_newest_python() {
+    local candidate
+    local -a candidates=()
+    [[ -n "${RELAY_PYTHON_NEWEST:-}" ]] && candidates+=("$RELAY_PYTHON_NEWEST")
+    if command -v pyenv >/dev/null 2>&1; then
+        local root
+        root="$(pyenv root)"
+        while IFS= read -r candidate; do
+            candidates+=("$candidate")
+        done < <(ls -d "$root"/versions/3.1[2-9]*/bin/python3 2>/dev/null | sort -rV)
+    fi
+    candidates+=(python3.13 python3.12)
+    for candidate in "${candidates[@]}"; do
+        if "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 12))' >/dev/null 2>&1; then
+            command -v "$candidate" 2>/dev/null || echo "$candidate"
+            return
+        fi
+    done
+}

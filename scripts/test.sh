@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The project's test command (CI runs it through .ci/run): install the locked
 # environment, then ruff, mypy (strict) and the whole pytest suite, which starts
-# the Pub/Sub emulator itself. Every check runs; the exit code is non-zero if
-# any failed. Extra arguments go to pytest.
+# the Pub/Sub emulator itself; then the Django tests again on Python 3.12+ with
+# the newest Django (a second environment, .venv-newest). Every check runs; the
+# exit code is non-zero if any failed. Extra arguments go to the main pytest run.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -26,8 +27,27 @@ say "mypy (strict, config in pyproject.toml)"
 say "pytest${*:+ $*}"
 "$UV" run --frozen pytest "$@" || failed+=(pytest)
 
+newest="$(find_newest_python)"
+if [[ -z "$newest" ]]; then
+    printf 'no Python 3.12+ found (pyenv versions, python3.13, python3.12 on PATH); the\n' >&2
+    printf 'Django 6 tests need one: install it or set RELAY_PYTHON_NEWEST=/path/to/python3.12\n' >&2
+    failed+=("django-newest (no Python 3.12+)")
+else
+    say "pytest tests/contrib/django on $("$newest" -V 2>&1) (the newest Django; .venv-newest)"
+    export UV_PROJECT_ENVIRONMENT="$ROOT/.venv-newest"
+    if "$UV" sync --frozen --all-extras --python "$newest" --quiet; then
+        "$UV" run --frozen --python "$newest" python -c \
+            'import django; print("    Django", django.get_version())'
+        "$UV" run --frozen --python "$newest" pytest -q tests/contrib/django \
+            || failed+=(django-newest)
+    else
+        failed+=("django-newest (uv sync)")
+    fi
+    unset UV_PROJECT_ENVIRONMENT
+fi
+
 if (( ${#failed[@]} )); then
     printf 'FAILED: %s\n' "${failed[*]}" >&2
     exit 1
 fi
-say "all checks passed: ruff, mypy, pytest"
+say "all checks passed: ruff, mypy, pytest, and the Django tests on the newest Django"

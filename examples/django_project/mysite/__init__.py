@@ -1,0 +1,1 @@
+"""A tiny Django project using relay: see docs/django.md."""

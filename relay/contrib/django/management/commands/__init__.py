@@ -1,0 +1,1 @@
+"""relay's management commands: ``runrelay``, ``showsubscriptions``, ``relayplan``."""
