@@ -55,6 +55,7 @@ from relay.commands import (
     cmd_run,
     cmd_subs,
 )
+from relay.emulator import KINDS, EmulatorError, default_kind
 from relay.errors import ConfigurationError, RelayError
 from relay.redaction import redact
 
@@ -89,11 +90,29 @@ def _common(
     )
 
 
+def _emulator_kind(text: str) -> str:
+    """An ``--emulator``/``--kind`` value: relay or google; none given: ``RELAY_EMULATOR``,
+    else relay."""
+    try:
+        if not text:
+            return default_kind()
+        if text not in KINDS:
+            raise EmulatorError(
+                f"{text!r} is not an emulator relay knows: use relay (relay's own server) or "
+                "google (Google's emulator, which needs Java and the Cloud SDK)"
+            )
+    except EmulatorError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def _run_options(parser: argparse.ArgumentParser, embedded: bool) -> None:
     _common(parser, subs=True, embedded=embedded)
     parser.add_argument(
-        "--emulator", action="store_true",
-        help="start the local Pub/Sub emulator for the life of the command",
+        "--emulator", nargs="?", const="", default=None, type=_emulator_kind, metavar="KIND",
+        help="start a local Pub/Sub emulator for the life of the command: relay's own server "
+        "(relay, the default; RELAY_EMULATOR changes it) or Google's (google; needs Java and "
+        "the Cloud SDK)",
     )
     parser.add_argument(
         "--emulator-port", type=int, metavar="PORT",
@@ -148,6 +167,11 @@ def _publish_options(parser: argparse.ArgumentParser, embedded: bool) -> None:
 def _emulator_options(parser: argparse.ArgumentParser, embedded: bool) -> None:
     parser.add_argument("--port", type=int, help="port to listen on (default: a free one)")
     parser.add_argument(
+        "--kind", default="", type=_emulator_kind, metavar="KIND",
+        help="relay: relay's own server; google: Google's emulator (Java, the Cloud SDK); "
+        "default: RELAY_EMULATOR, else relay",
+    )
+    parser.add_argument(
         "--log-level", default="INFO", type=str.upper,
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
     )
@@ -187,8 +211,9 @@ COMMANDS: dict[str, _Command] = {
     ),
     "emulator": _Command(
         cmd_emulator, _emulator_options, "run the Pub/Sub emulator in the foreground until Ctrl-C",
-        "Start Google's Pub/Sub emulator on a loopback port, print the export "
-        "PUBSUB_EMULATOR_HOST=... line, and stop it on Ctrl-C/SIGTERM.",
+        "Start a Pub/Sub emulator (relay's own server, or Google's with --kind google) on a "
+        "loopback port, print the export PUBSUB_EMULATOR_HOST=... line, and stop it on "
+        "Ctrl-C/SIGTERM.",
     ),
 }
 

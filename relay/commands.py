@@ -155,7 +155,7 @@ class _StopSignals:
 
 
 @contextlib.contextmanager
-def _emulator(port: int | None) -> Iterator[Emulator]:
+def _emulator(port: int | None, kind: str) -> Iterator[Emulator]:
     """Run the emulator for the block, with PUBSUB_EMULATOR_HOST pointing at it.
 
     ``Emulator.start()`` stops the process itself if it is interrupted half-way,
@@ -163,12 +163,12 @@ def _emulator(port: int | None) -> Iterator[Emulator]:
     """
     from relay.emulator import running_emulator
 
-    logger.info("starting the Pub/Sub emulator")
-    with running_emulator(port) as emulator:
+    with running_emulator(port, kind) as emulator:
+        logger.info("started the Pub/Sub emulator: %s (pid %s)", emulator.label, emulator.pid)
         try:
             yield emulator
         finally:
-            logger.info("stopping the Pub/Sub emulator (pid %s)", emulator.pid)
+            logger.info("stopping the Pub/Sub emulator: %s (pid %s)", emulator.label, emulator.pid)
 
 
 # -------------------------------------------------------------------- commands
@@ -189,7 +189,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     with _StopSignals() as stop, contextlib.ExitStack() as stack:
         try:
             if args.emulator:
-                emulator = stack.enter_context(_emulator(args.emulator_port))
+                emulator = stack.enter_context(_emulator(args.emulator_port, args.emulator))
                 print(
                     f"{_prog(args)}: Pub/Sub emulator running at {emulator.address} "
                     f"(pid {emulator.pid}); to use it from another shell: "
@@ -333,14 +333,14 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 def cmd_emulator(args: argparse.Namespace) -> int:
     _configure_logging(args.log_level)
-    with _StopSignals() as stop, _emulator(args.port) as emulator:
+    with _StopSignals() as stop, _emulator(args.port, args.kind) as emulator:
         print(f"export PUBSUB_EMULATOR_HOST={emulator.address}", flush=True)
-        logger.info("Pub/Sub emulator running (pid %s); Ctrl-C to stop", emulator.pid)
+        logger.info("%s running (pid %s); Ctrl-C to stop", emulator.label, emulator.pid)
         process = emulator.process
         while not stop.requested.wait(0.5):
             if process is not None and process.poll() is not None:
                 raise RelayError(
-                    f"the emulator exited with code {process.returncode}; its log: "
+                    f"{emulator.label} exited with code {process.returncode}; its log: "
                     f"{emulator.log_tail()}"
                 )
     return EXIT_OK

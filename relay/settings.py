@@ -284,7 +284,7 @@ def normalise_keys(mapping: Mapping[str, Any], *, source: str) -> dict[str, Any]
 
 #: ``RELAY_*`` variables that are not settings: the settings module to load, and
 #: the emulator launcher ``relay.emulator`` uses.
-_NOT_SETTINGS = frozenset({"RELAY_SETTINGS", "RELAY_EMULATOR_BIN"})
+_NOT_SETTINGS = frozenset({"RELAY_SETTINGS", "RELAY_EMULATOR", "RELAY_EMULATOR_BIN"})
 
 
 def _from_environ(environ: Mapping[str, str]) -> dict[str, Any]:

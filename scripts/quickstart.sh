@@ -9,7 +9,8 @@
 #      filtered out);
 #   5. SIGTERM the worker, check it drains, exits 0 and stopped the emulator.
 #
-# Needs Python 3.10+, Java 17+ and the Cloud SDK's Pub/Sub emulator. Exits
+# Needs Python 3.10+ only: the emulator is relay's own server (RELAY_EMULATOR=google
+# uses Google's, which needs Java 17+ and the Cloud SDK's Pub/Sub emulator). Exits
 # non-zero if any step fails; the worker and the emulator are stopped whatever
 # happens. QUICKSTART_VENV=/path/to/venv uses that environment as it is (no uv,
 # no sync); the test suite runs the script that way.
@@ -83,7 +84,9 @@ else
 fi
 CLI="$VENV/bin/relay-cli"
 [[ -x "$CLI" ]] || fail "$CLI is missing; run uv sync"
-command -v java >/dev/null 2>&1 || fail "java is not on PATH: the Pub/Sub emulator needs Java 17+"
+if [[ "${RELAY_EMULATOR:-relay}" == google ]]; then
+    command -v java >/dev/null 2>&1 || fail "java is not on PATH: Google's Pub/Sub emulator (RELAY_EMULATOR=google) needs Java 17+"
+fi
 
 # ---------------------------------------------------------------- the worker
 cd "$ROOT/examples/quickstart"

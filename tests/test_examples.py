@@ -15,9 +15,9 @@ import pytest
 
 from relay import BaseMiddleware, Message, Outcome, Publisher, Settings, Subscription, Worker
 from relay.discovery import discover
-from relay.emulator import EmulatorError, find_launcher
 from relay.middleware import MiddlewareChain
 from relay.transports.memory import MemoryTransport
+from tests.support.emulators import require_emulator
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -28,10 +28,7 @@ EXAMPLES = ROOT / "examples"
 @pytest.mark.timeout(360)
 def test_quickstart_script_runs_end_to_end_on_the_emulator() -> None:
     """``scripts/quickstart.sh``, the README's command, minus uv (the suite's venv is used)."""
-    try:
-        find_launcher()
-    except EmulatorError as exc:
-        pytest.fail(f"the quickstart needs the Pub/Sub emulator: {exc}", pytrace=False)
+    require_emulator()
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("RELAY_", "PUBSUB_", "QUICKSTART_"))}
     env["QUICKSTART_VENV"] = sys.prefix

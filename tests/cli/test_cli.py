@@ -210,6 +210,8 @@ def test_publish_prints_the_message_id(
         (["publish"], "the following arguments are required"),
         (["nonsense"], "invalid choice"),
         ([], "the following arguments are required"),
+        (["run", "--emulator", "java"], "'java' is not an emulator relay knows: use relay"),
+        (["emulator", "--kind", "java"], "'java' is not an emulator relay knows: use relay"),
     ],
 )
 def test_usage_errors_exit_2(
@@ -217,6 +219,14 @@ def test_usage_errors_exit_2(
 ) -> None:
     assert main(args) == EXIT_CONFIG
     assert expected in capsys.readouterr().err
+
+
+def test_a_misspelt_relay_emulator_variable_exits_2_naming_it(
+    project: Project, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RELAY_EMULATOR", "gogle")
+    assert main(["run", "--emulator"]) == EXIT_CONFIG
+    assert "RELAY_EMULATOR='gogle' is not an emulator relay knows" in capsys.readouterr().err
 
 
 def test_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:

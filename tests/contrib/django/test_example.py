@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from relay.emulator import EmulatorError, find_launcher
 from tests.contrib.django.processes import Managed, child_environment
+from tests.support.emulators import require_emulator
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "django_project"
 MANAGE = EXAMPLE / "manage.py"
@@ -39,10 +39,7 @@ def manage(*args: str, env: dict[str, str]) -> str:
 @pytest.mark.emulator
 @pytest.mark.timeout(240)
 def test_django_example_runs_with_runrelay_emulator(tmp_path: Path, wait_for: Any) -> None:
-    try:
-        find_launcher()
-    except EmulatorError as exc:
-        pytest.fail(f"the example needs the Pub/Sub emulator: {exc}", pytrace=False)
+    require_emulator()
     db = tmp_path / "example.sqlite3"
     env = child_environment(EXAMPLE_DB=str(db))
     env.pop("PUBSUB_EMULATOR_HOST", None)
