@@ -206,20 +206,34 @@ def discover(
     targets: list[tuple[str, Path | None]] = (
         [(name, None) for name in names] if names else list(find_subs_modules(root_path))
     )
-    subscriptions: list[Subscription] = []
+    what = "--subs module" if names else "subs module"
+    declared = (
+        found
+        for name, path in targets
+        for module in import_tree(name, path, what)
+        for found in subscriptions_in(module)
+    )
+    return unique(declared, settings)
+
+
+def unique(
+    subscriptions: Iterable[Subscription], settings: Settings | None = None
+) -> list[Subscription]:
+    """``subscriptions`` with each object once, in order; two with one name (after
+    ``settings``' prefixes, when given) are a ``ConfigurationError`` naming both."""
+    found: list[Subscription] = []
     seen: set[int] = set()
-    for name, path in targets:
-        what = "--subs module" if names else "subs module"
-        for module in import_tree(name, path, what):
-            for found in subscriptions_in(module):
-                if id(found) not in seen:
-                    seen.add(id(found))
-                    subscriptions.append(found)
+    for subscription in subscriptions:
+        if id(subscription) not in seen:
+            seen.add(id(subscription))
+            found.append(subscription)
     if settings is not None:
-        check_unique(s.resolve(settings) for s in subscriptions)
+        check_unique(s.resolve(settings) for s in found)
     else:
-        check_unique(subscriptions)
-    return subscriptions
+        check_unique(found)
+    return found
 
-
-__all__ = ["SKIP_DIRS", "discover", "find_subs_modules", "import_module", "subscriptions_in"]
+__all__ = [
+    "SKIP_DIRS", "discover", "find_subs_modules", "import_module", "import_tree",
+    "subscriptions_in", "unique",
+]

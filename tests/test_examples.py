@@ -6,18 +6,18 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from relay import BaseMiddleware, Message, Outcome, Publisher, Settings, Subscription, Worker
+from relay import Outcome, Publisher, Settings, Worker
 from relay.discovery import discover
 from relay.middleware import MiddlewareChain
 from relay.transports.memory import MemoryTransport
 from tests.support.emulators import require_emulator
+from tests.support.outcomes import Outcomes
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -64,27 +64,6 @@ def test_quickstart_script_runs_end_to_end_on_the_emulator() -> None:
 
 
 # ------------------------------------------------------- on the memory transport
-class Outcomes(BaseMiddleware):
-    """Records (subscription, data, outcome) for every processed message."""
-
-    def __init__(self) -> None:
-        self.seen: list[tuple[str, Any, Outcome]] = []
-        self.changed = threading.Condition()
-
-    def post_process_message(
-        self, subscription: Subscription, message: Message, outcome: Outcome
-    ) -> None:
-        with self.changed:
-            self.seen.append((subscription.name, message.data, outcome))
-            self.changed.notify_all()
-
-    def wait(self, count: int, timeout: float = 10.0) -> list[tuple[str, Any, Outcome]]:
-        with self.changed:
-            if not self.changed.wait_for(lambda: len(self.seen) >= count, timeout):
-                pytest.fail(f"{count} messages expected, {len(self.seen)} processed: {self.seen}")
-            return list(self.seen)
-
-
 @pytest.fixture
 def isolated_imports() -> Iterator[None]:
     """Each example has a ``subs`` module: forget it (and sys.path changes) afterwards."""

@@ -17,10 +17,11 @@ the same name (after the settings' prefixes) are one naming both handlers.
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from relay.discovery import import_module, import_tree, subscriptions_in
-from relay.subscription import Subscription, check_unique
+from relay.discovery import import_module, import_tree, subscriptions_in, unique
+from relay.subscription import Subscription
 
 if TYPE_CHECKING:
     from relay.settings import Settings
@@ -73,25 +74,15 @@ def discover(settings: Settings | None = None) -> list[Subscription]:
     With ``settings``, names are checked for duplicates after its prefixes are
     applied; the returned subscriptions are unresolved, like ``relay.discovery``'s.
     """
-    found: list[Subscription] = []
-    seen: set[int] = set()
 
-    def add(subscriptions: list[Subscription]) -> None:
-        for subscription in subscriptions:
-            if id(subscription) not in seen:
-                seen.add(id(subscription))
-                found.append(subscription)
+    def declared() -> Iterator[Subscription]:  # lazily: modules import in this order
+        for name in app_modules():
+            kind = name.rpartition(".")[2]
+            for module in import_tree(name, None, f"{kind} module"):
+                yield from subscriptions_in(module)
+        yield from backend_subscriptions()
 
-    for name in app_modules():
-        kind = name.rpartition(".")[2]
-        for module in import_tree(name, None, f"{kind} module"):
-            add(subscriptions_in(module))
-    add(backend_subscriptions())
-    if settings is not None:
-        check_unique(s.resolve(settings) for s in found)
-    else:
-        check_unique(found)
-    return found
+    return unique(declared(), settings)
 
 
 __all__ = ["MODULE_NAMES", "WHERE", "app_modules", "backend_subscriptions", "discover"]

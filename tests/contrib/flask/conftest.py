@@ -4,14 +4,13 @@ environment are put back after each test (``init_app`` installs an app)."""
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
 import relay
-from relay import BaseMiddleware, Message, Outcome, Subscription
+from relay import Message, Subscription
+from tests.support.outcomes import Outcomes as SharedOutcomes
 
 
 @pytest.fixture(autouse=True)
@@ -28,29 +27,15 @@ def isolated_relay(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         relay.set_app(previous)
 
 
-class Outcomes(BaseMiddleware):
+class Outcomes(SharedOutcomes):
     """Records ``(subscription name, data, outcome)`` per processed message, and
     whether an app context was active in its pre hook."""
 
     def __init__(self) -> None:
-        self.seen: list[tuple[str, Any, Outcome]] = []
+        super().__init__()
         self.in_context: list[bool] = []
-        self.changed = threading.Condition()
 
     def pre_process_message(self, subscription: Subscription, message: Message) -> None:
         from flask import has_app_context
 
         self.in_context.append(has_app_context())
-
-    def post_process_message(
-        self, subscription: Subscription, message: Message, outcome: Outcome
-    ) -> None:
-        with self.changed:
-            self.seen.append((subscription.name, message.data, outcome))
-            self.changed.notify_all()
-
-    def wait(self, count: int, timeout: float = 10.0) -> list[tuple[str, Any, Outcome]]:
-        with self.changed:
-            if not self.changed.wait_for(lambda: len(self.seen) >= count, timeout):
-                pytest.fail(f"{count} messages expected, {len(self.seen)} processed: {self.seen}")
-            return list(self.seen)
