@@ -26,8 +26,9 @@ Pub/Sub emulator on a free loopback port (``relay.emulator``) and runs:
   also counts the parent's pages at fork (the high-water mark survives exec),
   so it is only an upper bound.
 
-crash and partition run with the fault tests' ``STREAM_LIFETIME=15``
-(``FAULT_SETTINGS``). ``--baseline`` also runs them with relay's default
+It runs on Google's emulator (``KIND``), whose faults these figures are about,
+with the fault tests' settings for it (``fault_settings("google")``): crash and
+partition run with ``STREAM_LIFETIME=15``. ``--baseline`` also runs them with relay's default
 (``STREAM_LIFETIME=0``: google-cloud-pubsub's own streaming-pull deadline,
 30 min), and publishing with the limit lifted, side by side in the same run.
 
@@ -62,11 +63,12 @@ sys.path[:0] = [str(HERE), str(ROOT)]
 from _common import guard_environment, write_section  # noqa: E402
 
 from tests.faults.helpers import (  # noqa: E402
-    FAULT_SETTINGS,
+    GOOGLE_WORKAROUNDS,
     Direct,
     WorkerProcess,
     done_counts,
     duplicates,
+    fault_settings,
     read_records,
     subscription_for,
     worker_env,
@@ -76,9 +78,11 @@ from tests.faults.wire import wire_counts  # noqa: E402
 
 PROJECT = "relay-bench"
 DOC = ROOT / "docs" / "reliability.md"
-#: The fault tests' STREAM_LIFETIME: the emulator stops serving a killed or
-#: cut-off worker's stream within it.
-FAULT_LIFETIME = float(FAULT_SETTINGS["STREAM_LIFETIME"])
+#: The emulator these figures are about (docs/reliability.md, "The emulator").
+KIND = "google"
+#: The fault tests' STREAM_LIFETIME on it: Google's emulator stops serving a
+#: killed or cut-off worker's stream within it.
+FAULT_LIFETIME = float(GOOGLE_WORKAROUNDS["STREAM_LIFETIME"])
 #: relay's default STREAM_LIFETIME, google-cloud-pubsub's own deadline (30 min):
 #: what the --baseline runs use.
 DEFAULT_LIFETIME = 0.0
@@ -112,10 +116,11 @@ def crash(address: str, work: Path, args: argparse.Namespace,
     topic = f"reliability-crash-{label}"
     records = work / f"crash-{label}.records"
     extra = {"STREAM_LIFETIME": lifetime}
-    with Direct(address, PROJECT) as direct:
+    with Direct(address, PROJECT, kind=KIND) as direct:
         direct.provision(topic)
         direct.publish_ids(topic, range(n))
-        env = worker_env(address, project=PROJECT, topic=topic, records=records, settings=extra)
+        env = worker_env(address, kind=KIND, project=PROJECT, topic=topic, records=records,
+                         settings=extra)
         with WorkerProcess(env, work / f"crash-killed-{label}.log", log_level="WARNING") as victim:
             if not wait(lambda: count_done(records) >= n // 3, args.timeout):
                 return {"error": f"a third was not handled: {victim.output()[-500:]}"}
@@ -160,11 +165,11 @@ def partition(address: str, args: argparse.Namespace,
         with lock:
             return len(set(ids) & set(handled))
 
-    with Direct(address, PROJECT) as direct, TcpProxy(address) as proxy:
+    with Direct(address, PROJECT, kind=KIND) as direct, TcpProxy(address) as proxy:
         direct.provision(topic)
         saved = os.environ.get("PUBSUB_EMULATOR_HOST")
         os.environ["PUBSUB_EMULATOR_HOST"] = proxy.address  # read when the worker's client is built
-        settings = relay.Settings.load(FAULT_SETTINGS, environ={}, gc_project_id=PROJECT,
+        settings = relay.Settings.load(fault_settings(KIND), environ={}, gc_project_id=PROJECT,
                                        middleware=[], stream_lifetime=lifetime)
         worker = relay.Worker([subscription_for(topic, handler)], settings=settings)
         try:
@@ -203,11 +208,12 @@ def drain(address: str, work: Path, args: argparse.Namespace) -> dict[str, Any]:
     n = args.inflight
     topic = "reliability-drain"
     records, wire = work / "drain.records", work / "drain.wire"
-    with Direct(address, PROJECT) as direct:
+    with Direct(address, PROJECT, kind=KIND) as direct:
         direct.provision(topic)
         direct.publish_ids(topic, range(n))
     env = worker_env(
-        address, project=PROJECT, topic=topic, records=records, sleep=args.sleep, wire_log=wire,
+        address, kind=KIND, project=PROJECT, topic=topic, records=records, sleep=args.sleep,
+        wire_log=wire,
         settings={"CONCURRENCY": n, "FLOW_MAX_MESSAGES": n, "DRAIN_TIMEOUT": 60},
     )
     with WorkerProcess(env, work / "drain.log", log_level="WARNING") as worker:
@@ -417,7 +423,7 @@ def run_on_emulator(
 ) -> None:
     from relay.emulator import Emulator
 
-    with Emulator() as emulator:
+    with Emulator(kind=KIND) as emulator:
         print(f"emulator on {emulator.address} (pid {emulator.pid})", flush=True)
         for scenario in ("crash", "partition"):
             if scenario not in only:

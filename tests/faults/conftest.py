@@ -23,7 +23,7 @@ from tests.faults.proxy import TcpProxy
 @pytest.fixture
 def direct(pubsub_emulator: Emulator) -> Iterator[Direct]:
     """Provision and publish straight to the emulator (never through a proxy)."""
-    with Direct(pubsub_emulator.address, EMULATOR_PROJECT) as made:
+    with Direct(pubsub_emulator.address, EMULATOR_PROJECT, kind=pubsub_emulator.kind) as made:
         yield made
 
 
@@ -40,7 +40,8 @@ def spawn_worker(
     """``spawn_worker(topic, sleep=0, wire_log=None, **settings)``: ``relay-cli run``
     on the faults app (see ``helpers.worker_env``).
 
-    ``settings`` become ``RELAY_*`` variables, over ``helpers.FAULT_SETTINGS``.
+    ``settings`` become ``RELAY_*`` variables, over ``helpers.fault_settings`` for
+    the emulator's kind.
     Each process logs to its own file in ``tmp_path``.
     """
     spawned: list[WorkerProcess] = []
@@ -49,7 +50,8 @@ def spawn_worker(
         topic: str, *, sleep: float = 0.0, wire_log: Path | None = None, **settings: Any
     ) -> WorkerProcess:
         env = worker_env(
-            pubsub_emulator.address, project=EMULATOR_PROJECT, topic=topic, records=records,
+            pubsub_emulator.address, kind=pubsub_emulator.kind, project=EMULATOR_PROJECT,
+            topic=topic, records=records,
             sleep=sleep, wire_log=wire_log, settings=settings,
         )
         worker = WorkerProcess(env, tmp_path / f"worker-{len(spawned)}.log")

@@ -70,13 +70,13 @@ def duplicates(counts: Counter[int]) -> dict[int, int]:
 
 # ------------------------------------------------------------ worker process
 def worker_env(
-    emulator_host: str, *, project: str, topic: str, records: Path, sleep: float = 0.0,
-    wire_log: Path | None = None, settings: dict[str, Any] | None = None,
+    emulator_host: str, *, kind: str, project: str, topic: str, records: Path,
+    sleep: float = 0.0, wire_log: Path | None = None, settings: dict[str, Any] | None = None,
 ) -> dict[str, str]:
     """The environment of a ``relay-cli run`` on the faults app.
 
-    The test's own ``RELAY_*`` variables are dropped; ``FAULT_SETTINGS`` and
-    ``settings`` (which win) become ``RELAY_<KEY>`` variables. With ``wire_log``, the
+    The test's own ``RELAY_*`` variables are dropped; ``fault_settings(kind)``
+    and ``settings`` (which win) become ``RELAY_<KEY>`` variables. With ``wire_log``, the
     worker runs on ``tests.faults.wire.WireLoggedTransport``, which logs there
     the acks and nacks the emulator accepted.
     """
@@ -96,7 +96,7 @@ def worker_env(
     env.pop("GOOGLE_APPLICATION_CREDENTIALS", None)
     # relay leases in steps of the ack deadline: what a killed or cut-off stream
     # held comes back after 10 s (google's client alone would use 60 s).
-    merged: dict[str, Any] = {**FAULT_SETTINGS, **(settings or {})}
+    merged: dict[str, Any] = {**fault_settings(kind), **(settings or {})}
     if wire_log is not None:
         env["FAULTS_WIRE_LOG"] = str(wire_log)
         merged["TRANSPORT"] = "tests.faults.wire.WireLoggedTransport"
@@ -104,22 +104,28 @@ def worker_env(
     return env
 
 
-#: What the fault tests change from relay's defaults, in workers and in ``Direct``
-#: (see docs/reliability.md, "The emulator"):
+#: What the fault tests change from relay's defaults, in workers and in ``Direct``.
+#: On every server, ACK_DEADLINE 10 (the minimum), so what a killed or cut-off
+#: worker held comes back soon. On Google's emulator (``RELAY_EMULATOR=google``)
+#: two workarounds for its faults as well (docs/reliability.md, "The emulator"):
 #:
-#: * ACK_DEADLINE 10 (the minimum), so what a killed or cut-off worker held
-#:   comes back soon;
-#: * no retry policy, because the emulator (0.8.20) strands messages that a
-#:   retry policy delays twice or more, which a crash or a partition does to
-#:   many messages at once;
-#: * STREAM_LIFETIME 15, because the emulator keeps serving a killed or cut-off
-#:   worker's stream until the stream's deadline (google's is 30 min, relay's
-#:   default). It is not relay's default: on a healthy emulator each reopen can
-#:   leave a few messages to wait out their ack deadline (issue 9). ``Direct``
-#:   passes its own clients, so it does not apply there.
-FAULT_SETTINGS: dict[str, Any] = {
-    "ACK_DEADLINE": 10, "DEFAULT_RETRY_POLICY": "none", "STREAM_LIFETIME": 15,
-}
+#: * no retry policy, because it (0.8.20) strands messages that a retry policy
+#:   delays twice or more, which a crash or a partition does to many at once;
+#: * STREAM_LIFETIME 15, because it keeps serving a killed or cut-off worker's
+#:   stream until the stream's deadline (google's is 30 min, relay's default).
+#:   It is not relay's default: on a healthy emulator each reopen can leave a
+#:   few messages to wait out their ack deadline (issue 9). ``Direct`` passes
+#:   its own clients, so it does not apply there.
+#:
+#: relay's own server needs neither: there the fault tests run with relay's
+#: default retry policy (10 s to 600 s) and google's own stream deadline.
+FAULT_SETTINGS: dict[str, Any] = {"ACK_DEADLINE": 10}
+GOOGLE_WORKAROUNDS: dict[str, Any] = {"DEFAULT_RETRY_POLICY": "none", "STREAM_LIFETIME": 15}
+
+
+def fault_settings(kind: str) -> dict[str, Any]:
+    """``FAULT_SETTINGS`` on emulator ``kind`` (``"relay"`` or ``"google"``)."""
+    return {**FAULT_SETTINGS, **(GOOGLE_WORKAROUNDS if kind == "google" else {})}
 
 
 class WorkerProcess:
@@ -207,9 +213,10 @@ def subscription_for(topic: str, handler: Callable[..., Any]) -> relay.Subscript
 class Direct:
     """relay straight on the emulator: provision, publish, re-consume."""
 
-    def __init__(self, emulator_address: str, project: str, **settings: Any) -> None:
-        """``settings``: relay settings for provisioning (``FAULT_SETTINGS`` unless
-        given, as in ``worker_env``), to match the workers' so they change nothing."""
+    def __init__(self, emulator_address: str, project: str, *, kind: str, **settings: Any) -> None:
+        """``settings``: relay settings for provisioning (``fault_settings(kind)``
+        unless given, as in ``worker_env``), to match the workers' so they change
+        nothing."""
         import grpc
         from google.cloud import pubsub_v1
         from google.pubsub_v1.services.publisher.transports import PublisherGrpcTransport
@@ -218,7 +225,8 @@ class Direct:
         from relay.transports.pubsub import PubSubTransport
 
         self.settings = relay.Settings.load(
-            FAULT_SETTINGS, environ={}, gc_project_id=project, **{"middleware": [], **settings}
+            fault_settings(kind), environ={}, gc_project_id=project,
+            **{"middleware": [], **settings},
         )
         publisher = pubsub_v1.PublisherClient(
             batch_settings=pubsub_v1.types.BatchSettings(max_messages=500, max_latency=0.01),

@@ -65,7 +65,8 @@ def test_a_drain_timeout_nacks_the_unfinished_message_so_another_consumer_gets_i
 ) -> None:
     topic = unique_name("drain-nack")
     wire = tmp_path / "wire.log"
-    with Direct(pubsub_emulator.address, EMULATOR_PROJECT, ack_deadline=LONG_LEASE) as direct:
+    with Direct(pubsub_emulator.address, EMULATOR_PROJECT, kind=pubsub_emulator.kind,
+                ack_deadline=LONG_LEASE) as direct:
         direct.provision(topic)
         direct.publish_ids(topic, [7])
         worker = spawn_worker(

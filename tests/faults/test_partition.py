@@ -18,7 +18,7 @@ import pytest
 
 import relay
 from tests.conftest import EMULATOR_PROJECT
-from tests.faults.helpers import FAULT_SETTINGS, Direct, duplicates, subscription_for
+from tests.faults.helpers import Direct, duplicates, fault_settings, subscription_for
 from tests.faults.proxy import TcpProxy
 
 pytestmark = [pytest.mark.emulator, pytest.mark.timeout(180)]
@@ -27,12 +27,14 @@ BEFORE, DURING = range(0, 40), range(40, 80)
 #: How long the partition lasts: longer than the ack deadline, so messages the
 #: emulator handed to the broken stream come back during the cut.
 CUT_SECONDS = 10.0
-#: Seconds to wait after the restore for every message: generous. The emulator
-#: never notices that the cut ended the worker's stream: it keeps handing that
-#: stream messages (which come back ACK_DEADLINE, 10 s, later) until the
-#: stream's deadline, STREAM_LIFETIME (15 s in FAULT_SETTINGS; relay's default is
-#: google's 30 min) after it opened. So all are delivered within about 25 s of
-#: the cut, or of the restore if later.
+#: Seconds to wait after the restore for every message: generous. On relay's
+#: server, what the cut stream held comes back after its lease (ACK_DEADLINE,
+#: 10 s) and the first retry backoff (10 s). Google's emulator never notices
+#: that the cut ended the worker's stream: it keeps handing that stream messages
+#: (which come back ACK_DEADLINE later) until the stream's deadline,
+#: STREAM_LIFETIME (15 s in fault_settings there; relay's default is google's
+#: 30 min) after it opened. So all are delivered within about 25 s of the cut,
+#: or of the restore if later.
 RECOVERY_WAIT = 60.0
 
 
@@ -42,7 +44,7 @@ def _state(worker: relay.Worker) -> str:
 
 
 def test_a_worker_recovers_from_a_partition_without_a_restart(
-    direct: Direct, proxy: TcpProxy, unique_name, wait_for, monkeypatch
+    direct: Direct, proxy: TcpProxy, unique_name, wait_for, monkeypatch, pubsub_emulator
 ) -> None:
     topic = unique_name("partition")
     direct.provision(topic)
@@ -60,7 +62,8 @@ def test_a_worker_recovers_from_a_partition_without_a_restart(
     # google's client reads PUBSUB_EMULATOR_HOST when the worker builds it.
     monkeypatch.setenv("PUBSUB_EMULATOR_HOST", proxy.address)
     settings = relay.Settings.load(
-        FAULT_SETTINGS, environ={}, gc_project_id=EMULATOR_PROJECT, middleware=[]
+        fault_settings(pubsub_emulator.kind), environ={}, gc_project_id=EMULATOR_PROJECT,
+        middleware=[],
     )
     worker = relay.Worker([subscription_for(topic, handler)], settings=settings)
     worker.start()
