@@ -117,7 +117,7 @@ def timed(fn: Callable[[list[MemoryMessage]], None], n: int) -> float:
 def threaded_bare(n: int, timeout: float) -> float:
     transport = MemoryTransport()
     transport.ensure_topic(TOPIC)
-    transport.ensure_subscription(SubscriptionSpec("bare", TOPIC))
+    transport.create_subscription(SubscriptionSpec("bare", TOPIC))
     for i in range(n):
         transport.publish(TOPIC, payload(i), ATTRIBUTES)
     done = threading.Event()

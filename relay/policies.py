@@ -2,6 +2,8 @@
 
 Both are validated when built, with the bounds Pub/Sub enforces, so a bad one
 fails at import (in ``@sub``) or when the settings load, not at provisioning.
+``RetryPolicy`` lives in ``relay.transports.base`` (the seam's
+``SubscriptionSpec`` carries it) and is re-exported here.
 """
 
 from __future__ import annotations
@@ -11,35 +13,12 @@ from dataclasses import dataclass
 from relay.errors import ConfigurationError
 from relay.limits import validate_name
 
+# RetryPolicy is defined by the transport seam, whose SubscriptionSpec carries it.
+from relay.transports.base import RetryPolicy
+
 #: Pub/Sub's bounds for a dead-letter policy's ``max_delivery_attempts``.
 MIN_DELIVERY_ATTEMPTS = 5
 MAX_DELIVERY_ATTEMPTS = 100
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Server-side redelivery backoff for nacked messages, in seconds.
-
-    Pub/Sub waits between ``minimum_backoff`` and ``maximum_backoff`` (growing
-    exponentially) before redelivering a nacked or expired message.
-    """
-
-    minimum_backoff: float = 10.0
-    maximum_backoff: float = 600.0
-
-    def __post_init__(self) -> None:
-        for field_name in ("minimum_backoff", "maximum_backoff"):
-            value = getattr(self, field_name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ConfigurationError(
-                    f"RetryPolicy {field_name}={value!r}: expected a number of seconds"
-                )
-        lo, hi = self.minimum_backoff, self.maximum_backoff
-        if not 0 < lo <= hi <= 600:
-            raise ConfigurationError(
-                f"RetryPolicy(minimum_backoff={lo!r}, maximum_backoff={hi!r}) is invalid: "
-                "Pub/Sub needs 0 < minimum_backoff <= maximum_backoff <= 600 seconds"
-            )
 
 
 @dataclass(frozen=True)

@@ -32,8 +32,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from relay.errors import ConfigurationError, ProvisioningError
+from relay.errors import ConfigurationError, ProvisioningError, TransportError
 from relay.transports.base import (
+    UPDATABLE,
     ProvisionAction,
     ProvisionResult,
     SubscriptionSpec,
@@ -46,16 +47,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("relay.provisioning")
 
-#: Fields Pub/Sub can update on an existing subscription.
-UPDATABLE = (
-    "ack_deadline",
-    "retry_policy",
-    "labels",
-    "dead_letter_topic",
-    "max_delivery_attempts",
-    "enable_exactly_once_delivery",
-)
-#: Fields fixed when a subscription is created.
+#: The fields Pub/Sub can update on an existing subscription are ``UPDATABLE``,
+#: imported from the seam, where ``Transport.update_subscription`` is specified.
+#: Fields fixed when a subscription is created:
 IMMUTABLE = ("filter", "enable_message_ordering")
 
 
@@ -356,6 +350,30 @@ def provision(
     return results
 
 
+def ensure_subscription(transport: Transport, spec: SubscriptionSpec) -> ProvisionResult:
+    """Create the subscription, or update it in place to match ``spec``.
+
+    A subscription on another topic is a ``TransportError``; differences Pub/Sub
+    cannot apply in place (filter, message ordering) are returned as conflicts.
+    """
+    for _ in range(2):  # a second round if someone else creates it meanwhile
+        current = transport.get_subscription(spec.name)
+        if current is None:
+            if transport.create_subscription(spec):
+                return ProvisionResult(spec.name, ProvisionAction.CREATED)
+            continue
+        if current.topic != spec.topic:
+            raise TransportError(wrong_topic_text(spec.name, current.topic, spec.topic))
+        updatable, immutable = diff(current, spec)
+        conflicts = tuple(conflict_text(c) for c in immutable)
+        if not updatable:
+            return ProvisionResult(spec.name, ProvisionAction.UNCHANGED, (), conflicts)
+        changed = tuple(c.field for c in updatable)
+        transport.update_subscription(spec, changed)
+        return ProvisionResult(spec.name, ProvisionAction.UPDATED, changed, conflicts)
+    raise TransportError(f"subscription {spec.name!r} keeps appearing and disappearing")
+
+
 def create(
     transport: Transport, topics: Sequence[str], specs: Sequence[SubscriptionSpec]
 ) -> list[ProvisionResult]:
@@ -365,7 +383,7 @@ def create(
             logger.info("created topic %s", topic)
     results = []
     for spec in specs:
-        result = transport.ensure_subscription(spec)
+        result = ensure_subscription(transport, spec)
         if result.action is ProvisionAction.CREATED:
             logger.info("created subscription %s on topic %s", spec.name, spec.topic)
         elif result.action is ProvisionAction.UPDATED:

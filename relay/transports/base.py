@@ -3,28 +3,63 @@
 The Publisher and the Worker talk to a ``Transport`` and to nothing else. A
 transport deals in short resource names (``"orders"``, not
 ``"projects/p/topics/orders"``) and raw bytes; encoding, validation, middleware,
-prefixes and the ack policy all live above it, so a transport can be replaced
-(the in-memory one in tests, a leaner gRPC one later) without touching them.
+prefixes, the ack policy and deciding what provisioning changes all live above
+it, so a transport can be replaced (the in-memory one in tests, a leaner gRPC
+one later) without touching them. This module imports only the standard library
+and ``relay.errors`` (``tests/unit/test_seam.py`` checks it), so it is all a
+transport author needs to read.
 
-Contract every transport honours (``tests/transports/test_contract.py`` runs the
+What a transport implements (``tests/transports/test_contract.py`` runs the
 same checks against the memory transport and the Pub/Sub emulator):
 
-* ``publish`` never blocks on the network; it returns a future resolved with the
-  server-assigned message id, or with the exception that made it fail. Only a
-  configuration problem (say, credentials that cannot be loaded) is raised by
-  ``publish`` itself, as ``ConfigurationError``.
-* ``subscribe`` starts delivering in the background and returns at once. The
-  ``on_message`` callback is invoked on a transport thread and must return
-  quickly: the Worker hands the message to its own executor. Each message is
-  settled exactly once by calling ``ack()`` or ``nack()``; calls after the first
-  are ignored. Until it is settled the transport keeps extending its lease.
-* Flow control bounds what is outstanding (delivered and not yet settled) per
-  stream.
-* ``Stream.cancel()`` stops delivering new messages but keeps acks and nacks of
-  messages already delivered working, so the Worker can drain; ``Stream.close()``
-  then flushes pending acks and releases the stream. A transport may hold the
-  nacks issued after ``cancel()`` until ``close()`` has stopped the stream from
-  receiving, so that the broker does not hand the messages back to it.
+``Transport``, eight abstract methods:
+
+* ``publish(topic, data, attributes, *, ordering_key="")``: never blocks on the
+  network; returns a future resolved with the server-assigned message id, or
+  with the exception that made it fail. Only a configuration problem (say,
+  credentials that cannot be loaded) is raised by ``publish`` itself, as
+  ``ConfigurationError``.
+* ``ensure_topic(topic)``: create the topic if missing; True if it was created.
+* ``topic_exists(topic)``: read-only; whether the topic exists.
+* ``get_subscription(name)``: read-only; the subscription as a
+  ``SubscriptionSpec`` (name, topic and the fields the broker reports), or None.
+* ``create_subscription(spec)``: create it as ``spec`` says; False if it already
+  exists; ``TransportError`` if the topic does not exist.
+* ``update_subscription(spec, fields)``: set the named fields (only those in
+  ``UPDATABLE``) to ``spec``'s values.
+* ``subscribe(subscription, on_message, flow_control)``: start delivering in
+  the background and return a ``Stream`` at once (see below).
+* ``close()``: release clients and connections; idempotent.
+
+and two with defaults: ``delete_subscription(name)`` (refuses with
+``TransportError``; relay deletes only its own reply subscriptions) and
+``topic_iam_policy(topic)`` (raises ``NotImplementedError``). What to create or
+change is decided in ``relay.provisioning``, for every transport, from the
+read-only calls above; a transport only carries it out.
+
+``Stream``, four abstract methods: ``cancel()`` stops delivering new messages
+but keeps acks and nacks of messages already delivered working, so the Worker
+can drain; ``close(timeout)`` then flushes pending acks and releases the stream
+(idempotent); ``done()`` is True once it has ended, by ``close()`` or by
+failing; ``exception()`` is the error that ended it, or None. A transport may
+hold the nacks issued after ``cancel()`` until ``close()`` has stopped the
+stream from receiving, so that the broker does not hand the messages back to
+it. Optional: ``connected()`` (False while open but unable to reach the broker)
+and ``failure()`` (why an open stream is not working).
+
+``ReceivedMessage``, two abstract methods and six attributes (``data``,
+``attributes``, ``message_id``, ``publish_time``, ``delivery_attempt``,
+``ordering_key``): ``ack()`` and ``nack()``. Each message is settled exactly
+once; calls after the first are ignored. Until it is settled the transport
+keeps extending its lease (up to ``FlowControl.max_lease_duration``). Optional:
+``ack_with_response()`` (a future failing if the broker did not apply the ack).
+
+The ``on_message`` callback given to ``subscribe`` is invoked on a transport
+thread and must return quickly: the Worker hands the message to its own
+executor. ``FlowControl`` bounds what is outstanding (delivered and not yet
+settled) per stream. ``SubscriptionSpec`` (with its ``RetryPolicy``) is what a
+subscription should look like; ``ProvisionResult`` and ``ProvisionAction`` are
+what provisioning reports, not something a transport returns.
 """
 
 from __future__ import annotations
@@ -35,10 +70,20 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from relay.subscription import RetryPolicy
+from relay.errors import ConfigurationError, TransportError
+
+#: The ``SubscriptionSpec`` fields ``Transport.update_subscription`` may be asked
+#: to set: those Pub/Sub can change on an existing subscription. The others are
+#: fixed when it is created.
+UPDATABLE = (
+    "ack_deadline",
+    "retry_policy",
+    "labels",
+    "dead_letter_topic",
+    "max_delivery_attempts",
+    "enable_exactly_once_delivery",
+)
 
 
 class ReceivedMessage(abc.ABC):
@@ -87,6 +132,33 @@ class FlowControl:
     #: Longest single lease extension, in seconds; 0: the client's default (60 s on
     #: Pub/Sub). Shorter means a crashed worker's messages come back sooner.
     max_lease_extension: float = 0.0
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Server-side redelivery backoff for nacked messages, in seconds.
+
+    Pub/Sub waits between ``minimum_backoff`` and ``maximum_backoff`` (growing
+    exponentially) before redelivering a nacked or expired message. Public as
+    ``relay.RetryPolicy``; defined here because ``SubscriptionSpec`` carries it.
+    """
+
+    minimum_backoff: float = 10.0
+    maximum_backoff: float = 600.0
+
+    def __post_init__(self) -> None:
+        for field_name in ("minimum_backoff", "maximum_backoff"):
+            value = getattr(self, field_name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigurationError(
+                    f"RetryPolicy {field_name}={value!r}: expected a number of seconds"
+                )
+        lo, hi = self.minimum_backoff, self.maximum_backoff
+        if not 0 < lo <= hi <= 600:
+            raise ConfigurationError(
+                f"RetryPolicy(minimum_backoff={lo!r}, maximum_backoff={hi!r}) is invalid: "
+                "Pub/Sub needs 0 < minimum_backoff <= maximum_backoff <= 600 seconds"
+            )
 
 
 @dataclass(frozen=True)
@@ -182,8 +254,8 @@ class Transport(abc.ABC):
 
     # Provisioning primitives. The read-only ones (``topic_exists``,
     # ``get_subscription``) are all that PROVISIONING='verify' and ``relay-cli
-    # plan`` use; what to change is decided once, in relay.provisioning, for
-    # every transport.
+    # plan`` use; what to change is decided once, in relay.provisioning
+    # (``ensure_subscription``), for every transport.
     @abc.abstractmethod
     def ensure_topic(self, topic: str) -> bool:
         """Create the topic if it does not exist. True if it was created."""
@@ -202,7 +274,7 @@ class Transport(abc.ABC):
 
     @abc.abstractmethod
     def update_subscription(self, spec: SubscriptionSpec, fields: tuple[str, ...]) -> None:
-        """Set ``fields`` (names from ``relay.provisioning.UPDATABLE``) to ``spec``'s values."""
+        """Set ``fields`` (names from ``UPDATABLE``) to ``spec``'s values."""
 
     def topic_iam_policy(self, topic: str) -> Mapping[str, frozenset[str]]:
         """The topic's IAM bindings, role -> members (read-only; for reports such as
@@ -219,37 +291,9 @@ class Transport(abc.ABC):
         Only for subscriptions relay creates for itself at run time (the reply
         subscriptions of ``relay.results``); this default refuses.
         """
-        from relay.errors import TransportError
-
         raise TransportError(
             f"{type(self).__name__} cannot delete subscriptions, so it cannot remove {name!r}"
         )
-
-    def ensure_subscription(self, spec: SubscriptionSpec) -> ProvisionResult:
-        """Create the subscription, or update it in place to match ``spec``.
-
-        A subscription on another topic is an error; differences Pub/Sub cannot
-        apply in place (filter, message ordering) are returned as conflicts.
-        """
-        from relay.errors import TransportError
-        from relay.provisioning import conflict_text, diff, wrong_topic_text
-
-        for _ in range(2):  # a second round if someone else creates it meanwhile
-            current = self.get_subscription(spec.name)
-            if current is None:
-                if self.create_subscription(spec):
-                    return ProvisionResult(spec.name, ProvisionAction.CREATED)
-                continue
-            if current.topic != spec.topic:
-                raise TransportError(wrong_topic_text(spec.name, current.topic, spec.topic))
-            updatable, immutable = diff(current, spec)
-            conflicts = tuple(conflict_text(c) for c in immutable)
-            if not updatable:
-                return ProvisionResult(spec.name, ProvisionAction.UNCHANGED, (), conflicts)
-            changed = tuple(c.field for c in updatable)
-            self.update_subscription(spec, changed)
-            return ProvisionResult(spec.name, ProvisionAction.UPDATED, changed, conflicts)
-        raise TransportError(f"subscription {spec.name!r} keeps appearing and disappearing")
 
     @abc.abstractmethod
     def subscribe(

@@ -7,6 +7,7 @@ import logging
 import pytest
 
 import relay
+from relay.provisioning import ensure_subscription
 from relay.transports.base import ProvisionAction, SubscriptionSpec
 
 PROJECT = "projects/relay-tests"
@@ -129,6 +130,6 @@ def test_labels_are_set_on_creation(harness, admin, unique_name):
     topic = unique_name("labelled")
     harness.transport.ensure_topic(topic)
     spec = SubscriptionSpec(name=f"{topic}-sub", topic=topic, labels={"team": "payments"})
-    assert harness.transport.ensure_subscription(spec).action is ProvisionAction.CREATED
+    assert ensure_subscription(harness.transport, spec).action is ProvisionAction.CREATED
     assert dict(_read(admin, spec.name).labels) == {"team": "payments"}
-    assert harness.transport.ensure_subscription(spec).action is ProvisionAction.UNCHANGED
+    assert ensure_subscription(harness.transport, spec).action is ProvisionAction.UNCHANGED

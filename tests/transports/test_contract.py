@@ -29,6 +29,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from relay.errors import TransportError
+from relay.provisioning import ensure_subscription
 from relay.subscription import RetryPolicy
 from relay.transports.base import (
     FlowControl,
@@ -76,7 +77,7 @@ def _setup(transport: Transport, unique_name, **spec_fields) -> SubscriptionSpec
     topic = unique_name("contract")
     transport.ensure_topic(topic)
     spec = SubscriptionSpec(name=f"{topic}-sub", topic=topic, **spec_fields)
-    transport.ensure_subscription(spec)
+    ensure_subscription(transport, spec)
     return spec
 
 
@@ -108,36 +109,36 @@ def test_ensure_subscription_creates_then_leaves_then_updates(transport, unique_
     transport.ensure_topic(topic)
     spec = SubscriptionSpec(name=f"{topic}-sub", topic=topic, ack_deadline=30)
 
-    created = transport.ensure_subscription(spec)
+    created = ensure_subscription(transport, spec)
     assert (created.name, created.action) == (spec.name, ProvisionAction.CREATED)
-    same = transport.ensure_subscription(spec)
+    same = ensure_subscription(transport, spec)
     assert (same.action, same.changed, same.conflicts) == (ProvisionAction.UNCHANGED, (), ())
 
     longer = dataclasses.replace(spec, ack_deadline=45)
-    updated = transport.ensure_subscription(longer)
+    updated = ensure_subscription(transport, longer)
     assert (updated.action, updated.changed) == (ProvisionAction.UPDATED, ("ack_deadline",))
-    assert transport.ensure_subscription(longer).action is ProvisionAction.UNCHANGED
+    assert ensure_subscription(transport, longer).action is ProvisionAction.UNCHANGED
 
     retried = dataclasses.replace(longer, retry_policy=RetryPolicy(5, 100))
-    result = transport.ensure_subscription(retried)
+    result = ensure_subscription(transport, retried)
     assert (result.action, result.changed) == (ProvisionAction.UPDATED, ("retry_policy",))
-    assert transport.ensure_subscription(retried).action is ProvisionAction.UNCHANGED
+    assert ensure_subscription(transport, retried).action is ProvisionAction.UNCHANGED
 
 
 def test_a_changed_filter_is_reported_as_a_conflict(transport, unique_name):
     topic = unique_name("filter")
     transport.ensure_topic(topic)
     spec = SubscriptionSpec(name=f"{topic}-sub", topic=topic, filter='attributes.kind = "a"')
-    transport.ensure_subscription(spec)
+    ensure_subscription(transport, spec)
 
     changed = dataclasses.replace(spec, filter='attributes.kind = "b"')
-    result = transport.ensure_subscription(changed)
+    result = ensure_subscription(transport, changed)
     assert result.action is ProvisionAction.UNCHANGED
     assert len(result.conflicts) == 1 and "filter" in result.conflicts[0]
     assert 'attributes.kind = "b"' in result.conflicts[0]
     # Nothing was applied, so the conflict stays until someone acts on it, and
     # it is reported alongside changes that could be applied.
-    both = transport.ensure_subscription(dataclasses.replace(changed, ack_deadline=20))
+    both = ensure_subscription(transport, dataclasses.replace(changed, ack_deadline=20))
     assert (both.action, both.changed) == (ProvisionAction.UPDATED, ("ack_deadline",))
     assert len(both.conflicts) == 1
 
@@ -147,13 +148,13 @@ def test_a_subscription_on_another_topic_is_an_error(transport, unique_name):
     other = unique_name("other")
     transport.ensure_topic(other)
     with pytest.raises(TransportError, match="exists on topic"):
-        transport.ensure_subscription(dataclasses.replace(spec, topic=other))
+        ensure_subscription(transport, dataclasses.replace(spec, topic=other))
 
 
 def test_a_subscription_needs_its_topic(transport, unique_name):
     missing = unique_name("missing")
     with pytest.raises(TransportError, match="does not exist"):
-        transport.ensure_subscription(SubscriptionSpec(name=f"{missing}-sub", topic=missing))
+        ensure_subscription(transport, SubscriptionSpec(name=f"{missing}-sub", topic=missing))
 
 
 # ------------------------------------------------------------------- consuming

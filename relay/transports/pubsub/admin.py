@@ -14,8 +14,7 @@ from google.pubsub_v1 import types as gtypes
 
 from relay.errors import TransportError
 from relay.settings import Settings
-from relay.subscription import RetryPolicy
-from relay.transports.base import SubscriptionSpec
+from relay.transports.base import RetryPolicy, SubscriptionSpec
 
 logger = logging.getLogger("relay.transports.pubsub")
 
