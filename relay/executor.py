@@ -52,35 +52,28 @@ class HandlerPool:
             except BaseException:  # a task must never take a pool thread down
                 logger.exception("a handler task raised")
 
-    def shutdown(
-        self, wait: float | None = None, discard: Callable[[Any], None] | None = None
-    ) -> int:
+    def shutdown(self, wait: float | None = None, *, drop_queued: bool = False) -> int:
         """Stop accepting work and let the threads exit.
 
-        With ``discard``, tasks still queued are not run: ``discard(arg)`` is
-        called for each instead (the Worker nacks their messages). Waits up to
-        ``wait`` seconds for the threads (``None``: don't wait); threads still
-        busy after that are daemons and do not hold up interpreter exit.
-        Returns how many queued tasks were discarded.
+        With ``drop_queued``, tasks still queued are not run (the Worker has
+        already given their messages back). Waits up to ``wait`` seconds for
+        the threads (``None``: don't wait); threads still busy after that are
+        daemons and do not hold up interpreter exit. Returns how many queued
+        tasks were dropped.
         """
         if self._closed:
             return 0
         self._closed = True
-        discarded = 0
-        if discard is not None:
-            while True:
-                try:
-                    task = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                discarded += 1
-                try:
-                    discard(task[1])
-                except Exception:
-                    logger.exception("discarding a queued task failed")
+        dropped = 0
+        while drop_queued:
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                break
+            dropped += 1
         for _ in self._threads:
             self._queue.put(_STOP)
         if wait:
             for thread in self._threads:
                 thread.join(wait)
-        return discarded
+        return dropped

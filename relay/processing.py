@@ -39,11 +39,16 @@ raising ``KeyboardInterrupt`` or ``SystemExit`` only fails its message: nothing
 a filter or handler does escapes into the worker's threads or event loop.
 
 A ``post_process_message_failure`` hook may set ``outcome.retry_in``: the
-handler is then called again after that many seconds, on the same thread, with
-``message.retries`` increased (``RetryMiddleware``). ``post_process_message``
-runs once, last, in every case. A middleware may turn a nack into an ack (or
-back) by setting ``outcome.action``. Hooks that raise are contained and
-change nothing.
+handler is then called again after that many seconds, where it ran before,
+with ``message.retries`` increased (``RetryMiddleware``); once the worker is
+stopping no retry is made, and a stop ends a backoff at once.
+``post_process_message`` runs once, last, in every case. A middleware may turn
+a nack into an ack (or back) by setting ``outcome.action``. Hooks that raise
+are contained and change nothing.
+
+One path for every handler: ``Processor.run``, a coroutine. Where the handler
+runs is its only branch (``on_loop``): awaited on the running loop, or called
+on this thread, where the coroutine never suspends (``relay.pipeline.drive``).
 
 Settling: with ``enable_exactly_once_delivery`` the ack is sent with
 ``ack_with_response()`` and an ack Pub/Sub did not apply is logged and reported
@@ -54,7 +59,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
@@ -66,6 +70,7 @@ from relay.filters import run_filters
 from relay.limits import MAX_ATTRIBUTE_VALUE_BYTES, MAX_ATTRIBUTES
 from relay.message import Action, Message, Outcome, Status
 from relay.middleware import MiddlewareChain
+from relay.pipeline import StopSignal, drive
 from relay.subscription import Subscription
 from relay.transports.base import ReceivedMessage
 
@@ -88,16 +93,78 @@ class Processor:
         global_filters: tuple[Callable[..., bool], ...] = (),
         *,
         dead_letters: DeadLetterSender | None = None,
-        stopping: threading.Event | None = None,
+        stopping: StopSignal | None = None,
     ) -> None:
         self._chain = chain
         self._decode = (codec or Codec()).decode
         self._global_filters = global_filters
         self._send_dead_letter = dead_letters
         # Set when the worker stops: no more in-process retries, settle now.
-        self._stopping = stopping or threading.Event()
+        self._stopping = stopping or StopSignal()
 
-    # The sync and async paths share _begin, _failed and _finish; only the call differs.
+    def process(self, sub: Subscription, received: ReceivedMessage) -> Outcome:
+        """Process with the handler called on this thread, then settle."""
+        return drive(self.run(sub, received, False))
+
+    async def process_async(self, sub: Subscription, received: ReceivedMessage) -> Outcome:
+        """Process with an ``async def`` handler awaited on the running loop, then settle."""
+        return await self.run(sub, received, True)
+
+    async def run(self, sub: Subscription, received: ReceivedMessage, on_loop: bool) -> Outcome:
+        """The pipeline: hooks, decode, filters, handler (and retries), settle."""
+        started = _clock()
+        message = Message(received)
+        self._chain.run("pre_process_message", sub, message)
+        attributes = dict(received.attributes)
+        outcome = self._begin(sub, message, attributes, started)
+        if outcome is not None:
+            return self._finish(sub, message, received, outcome)
+        kwargs = self._kwargs(sub, attributes, received)
+        try:
+            outcome = await self._handle(sub, message, kwargs, started, on_loop)
+        except asyncio.CancelledError as exc:
+            # The task was cancelled (a stop past its drain deadline): hand the
+            # message back, and let post hooks close what pre hooks opened.
+            outcome = Outcome(Status.FAILURE, Action.NACK, _clock() - started, exception=exc)
+            self._finish(sub, message, received, outcome)
+            raise
+        ran = outcome.status is Status.FAILURE  # _handle ran the failure hooks
+        return self._finish(sub, message, received, outcome, failure_hooks_ran=ran)
+
+    async def _handle(
+        self, sub: Subscription, message: Message, kwargs: dict[str, Any], started: float,
+        on_loop: bool,
+    ) -> Outcome:
+        """Call the handler; again after a backoff while a failure hook asks for it."""
+        while True:
+            try:
+                if on_loop:
+                    result: Any = await sub._func(message.data, **kwargs)
+                else:
+                    result = sub._func(message.data, **kwargs)
+                    if result is not None and asyncio.iscoroutine(result):  # async, on a thread
+                        result = asyncio.run(result)
+            except BaseException as exc:  # even SystemExit: one message never kills a worker
+                if on_loop and isinstance(exc, asyncio.CancelledError):
+                    raise
+                outcome = self._raised(sub, exc, started)
+            else:
+                return Outcome(Status.SUCCESS, Action.ACK, _clock() - started, result=result)
+            if outcome.status is not Status.FAILURE:
+                return outcome
+            self._chain.run("post_process_message_failure", sub, message, outcome)
+            delay, outcome.retry_in = outcome.retry_in, None
+            if delay is None or await self._stopped_within(max(0.0, float(delay)), on_loop):
+                return outcome
+            message.retries += 1
+
+    async def _stopped_within(self, delay: float, on_loop: bool) -> bool:
+        """Wait out a retry's backoff where the handler runs; True if the worker is
+        stopping (at once if it already was)."""
+        if on_loop:
+            return await self._stopping.wait_async(delay)
+        return self._stopping.wait(delay)
+
     def _begin(
         self, sub: Subscription, message: Message, attributes: dict[str, str], started: float
     ) -> Outcome | None:
@@ -152,15 +219,6 @@ class Processor:
             action = Action.DEAD_LETTER if keep else Action.ACK
             return Outcome(Status.FAILURE, action, elapsed, exception=exc)
         return Outcome(Status.FAILURE, Action.NACK, elapsed, exception=exc)
-
-    def _failed(self, sub: Subscription, message: Message, outcome: Outcome) -> float | None:
-        """Run the failure hooks; return the delay before a retry, if one was asked for."""
-        self._chain.run("post_process_message_failure", sub, message, outcome)
-        delay = outcome.retry_in
-        if delay is None or self._stopping.is_set():
-            return None
-        outcome.retry_in = None
-        return max(0.0, float(delay))
 
     def _finish(
         self,
@@ -247,64 +305,6 @@ class Processor:
                 received.nack()
 
         send(policy.topic, received.data, attributes).add_done_callback(sent)
-
-    def process(self, sub: Subscription, received: ReceivedMessage) -> Outcome:
-        """Process with a sync handler on the calling thread, then settle."""
-        started = _clock()
-        message = Message(received)
-        self._chain.run("pre_process_message", sub, message)
-        attributes = dict(received.attributes)
-        outcome = self._begin(sub, message, attributes, started)
-        if outcome is not None:
-            return self._finish(sub, message, received, outcome)
-        kwargs = self._kwargs(sub, attributes, received)
-        while True:
-            try:
-                result = sub._func(message.data, **kwargs)
-                if result is not None and asyncio.iscoroutine(result):  # async on the sync path
-                    result = asyncio.run(result)
-            except BaseException as exc:  # even SystemExit: one message never kills a worker
-                outcome = self._raised(sub, exc, started)
-            else:
-                outcome = Outcome(Status.SUCCESS, Action.ACK, _clock() - started, result=result)
-            if outcome.status is not Status.FAILURE:
-                return self._finish(sub, message, received, outcome)
-            delay = self._failed(sub, message, outcome)
-            if delay is None or self._stopping.wait(delay):
-                return self._finish(sub, message, received, outcome, failure_hooks_ran=True)
-            message.retries += 1
-
-    async def process_async(self, sub: Subscription, received: ReceivedMessage) -> Outcome:
-        """Process with an ``async def`` handler on the worker's loop, then settle."""
-        started = _clock()
-        message = Message(received)
-        self._chain.run("pre_process_message", sub, message)
-        attributes = dict(received.attributes)
-        outcome = self._begin(sub, message, attributes, started)
-        if outcome is not None:
-            return self._finish(sub, message, received, outcome)
-        kwargs = self._kwargs(sub, attributes, received)
-        while True:
-            try:
-                result: Any = await sub._func(message.data, **kwargs)
-            except asyncio.CancelledError as exc:
-                # The worker's loop is going away (a stop past its drain timeout):
-                # hand the message back, and let post hooks close what pre hooks opened.
-                outcome = Outcome(Status.FAILURE, Action.NACK, _clock() - started, exception=exc)
-                self._finish(sub, message, received, outcome)
-                raise
-            except BaseException as exc:
-                outcome = self._raised(sub, exc, started)
-            else:
-                outcome = Outcome(Status.SUCCESS, Action.ACK, _clock() - started, result=result)
-            if outcome.status is not Status.FAILURE:
-                return self._finish(sub, message, received, outcome)
-            delay = self._failed(sub, message, outcome)
-            if delay is not None:
-                await asyncio.sleep(delay)
-            if delay is None or self._stopping.is_set():
-                return self._finish(sub, message, received, outcome, failure_hooks_ran=True)
-            message.retries += 1
 
 
 def _clip(text: str, limit: int) -> str:

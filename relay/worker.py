@@ -4,10 +4,12 @@
   ``relay.provisioning``): by default it creates missing topics (dead-letter
   topics too) and creates or updates each subscription to match its
   declaration; ``verify`` only checks, ``off`` does nothing.
-* ``start()`` opens one stream per subscription. Every sync handler runs on ONE
-  bounded thread pool shared by all subscriptions (``CONCURRENCY`` threads);
-  every ``async def`` handler runs on one event loop owned by the worker, at
-  most ``CONCURRENCY`` at a time. Flow control bounds what each stream holds.
+* ``start()`` opens one stream per subscription. Every message takes one path
+  (``relay.pipeline``): taken into one in-flight record, run through the
+  ``Processor`` where its handler runs (a sync handler on ONE bounded thread
+  pool shared by all subscriptions, ``CONCURRENCY`` threads; an ``async def``
+  one on the worker's event loop, at most ``CONCURRENCY`` at a time), then
+  released. Flow control bounds what each stream holds.
 * A supervisor thread restarts a stream that fails, with exponential backoff.
 * ``stop()`` stops pulling, waits for in-flight handlers up to
   ``DRAIN_TIMEOUT``, closes the streams (flushing acks) and the transport.
@@ -18,7 +20,6 @@ CLI's job (``relay.cli``).
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 import threading
@@ -30,8 +31,8 @@ from typing import Any
 from relay import provisioning
 from relay.codec import Codec
 from relay.delays import holder_for
-from relay.executor import HandlerPool
 from relay.middleware import MiddlewareChain
+from relay.pipeline import Delivery, InFlight, Runner, StopSignal
 from relay.processing import Processor
 from relay.settings import Settings
 from relay.subscription import Subscription, check_unique
@@ -44,10 +45,6 @@ RESTART_BACKOFF_MIN = 1.0
 RESTART_BACKOFF_MAX = 60.0
 #: A restarted stream that stays up this long resets its backoff.
 HEALTHY_AFTER = 30.0
-
-
-def _nack_queued(received: ReceivedMessage) -> None:
-    received.nack()
 
 
 class Worker:
@@ -72,21 +69,16 @@ class Worker:
         self._transport = transport
         self.concurrency = concurrency or self.settings.concurrency
         self.drain_timeout = self.settings.drain_timeout if drain_timeout is None else drain_timeout
-        self._stopping = threading.Event()
-        self._processor = Processor(
+        self._stopping = StopSignal()
+        processor = Processor(
             self.middleware, Codec(self.settings.encoder), self.settings.filter_subs_by,
             dead_letters=self._publish_dead_letter, stopping=self._stopping,
         )
         self._states = {s.name: StreamState(s) for s in self.subscriptions}
-        #: Messages handed to a handler and not yet finished, to nack at a drain timeout.
-        self._active: dict[int, ReceivedMessage] = {}
-        self._executor: HandlerPool | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._loop_thread: threading.Thread | None = None
-        self._semaphore: asyncio.Semaphore | None = None
+        #: The one record of messages taken in and not finished (relay.pipeline).
+        self._inflight = InFlight(self._stopping)
+        self._runner = Runner(processor.run, self._inflight, self.concurrency)
         self._supervisor: threading.Thread | None = None
-        self._inflight = 0
-        self._inflight_cond = threading.Condition()
         self._stopped = threading.Event()
         self._drained = True
         self._lifecycle = threading.Lock()
@@ -129,9 +121,7 @@ class Worker:
             self.middleware.run("pre_worker_start", self)
             if not self._provisioned:
                 self.setup()
-            self._executor = HandlerPool(self.concurrency)
-            if any(s.is_async for s in self.subscriptions):
-                self._start_loop()
+            self._runner.start(with_loop=any(s.is_async for s in self.subscriptions))
             for state in self._states.values():
                 self._open(state)
             self._supervisor = threading.Thread(
@@ -145,22 +135,6 @@ class Worker:
             ", ".join(s.name for s in self.subscriptions),
         )
         self.middleware.run("post_worker_start", self)
-
-    def _start_loop(self) -> None:
-        loop = asyncio.new_event_loop()
-        ready = threading.Event()
-
-        def run() -> None:
-            asyncio.set_event_loop(loop)
-            self._semaphore = asyncio.Semaphore(self.concurrency)
-            ready.set()
-            loop.run_forever()
-            loop.close()
-
-        self._loop = loop
-        self._loop_thread = threading.Thread(target=run, name="relay-asyncio", daemon=True)
-        self._loop_thread.start()
-        ready.wait()
 
     def _open(self, state: StreamState) -> None:
         sub = state.subscription
@@ -177,76 +151,30 @@ class Worker:
         state.opened_at = time.monotonic()
 
     def _callback_for(self, sub: Subscription) -> Callable[[ReceivedMessage], None]:
-        # Runs on a transport thread: hand off and return at once.
-        inflight = self._inflight_cond
-        stopping = self._stopping
-        active = self._active
-
-        def begin(received: ReceivedMessage) -> None:
-            with inflight:
-                self._inflight += 1
-                active[id(received)] = received
-
-        def done(received: ReceivedMessage) -> None:
-            with inflight:
-                self._inflight -= 1
-                active.pop(id(received), None)
-                if self._inflight == 0:
-                    inflight.notify_all()
-
+        # Runs on a transport thread: hand off and return at once. The same for
+        # every handler; where it runs is the Runner's business.
+        admit, submit, release = self._inflight.admit, self._runner.submit, self._inflight.release
         # A task message that is not due yet waits in a Holder, not on a handler
         # (relay.delays); None for other subscriptions.
-        holder = holder_for(sub, self.settings, lambda: self.transport, stopping)
+        holder = holder_for(sub, self.settings, lambda: self.transport, self._stopping)
 
-        if sub.is_async:
+        # The Holder's two callbacks: a held message is due, or was handed back.
+        def due(held: ReceivedMessage) -> None:
+            assert isinstance(held, Delivery)
+            submit(held)
 
-            async def run_async(received: ReceivedMessage) -> None:
-                try:
-                    assert self._semaphore is not None
-                    async with self._semaphore:
-                        await self._processor.process_async(sub, received)
-                except Exception:
-                    logger.exception("processing message %s crashed", received.message_id)
-                finally:
-                    done(received)
+        def handed_back(held: ReceivedMessage) -> None:
+            assert isinstance(held, Delivery)
+            release(held)
 
-            def dispatch_async(received: ReceivedMessage) -> None:
-                assert self._loop is not None
-                asyncio.run_coroutine_threadsafe(run_async(received), self._loop)
-
-            def on_message(received: ReceivedMessage) -> None:
-                if stopping.is_set():
-                    received.nack()
-                    return
-                begin(received)
-                if holder is None or not holder.hold(received, dispatch_async, done):
-                    dispatch_async(received)
-
-            return on_message
-
-        process = self._processor.process
-
-        def run_sync(received: ReceivedMessage) -> None:
-            try:
-                process(sub, received)
-            except Exception:
-                logger.exception("processing message %s crashed", received.message_id)
-            finally:
-                done(received)
-
-        def dispatch_sync(received: ReceivedMessage) -> None:
-            assert self._executor is not None
-            self._executor.submit(run_sync, received)
-
-        def on_message_sync(received: ReceivedMessage) -> None:
-            if stopping.is_set():
+        def on_message(received: ReceivedMessage) -> None:
+            delivery = admit(received, sub)
+            if delivery is None:  # the worker is stopping: straight back, no hooks
                 received.nack()
-                return
-            begin(received)
-            if holder is None or not holder.hold(received, dispatch_sync, done):
-                dispatch_sync(received)
+            elif holder is None or not holder.hold(delivery, due, handed_back):
+                submit(delivery)
 
-        return on_message_sync
+        return on_message
 
     # ------------------------------------------------------------ supervision
     def _supervise(self) -> None:
@@ -308,7 +236,7 @@ class Worker:
             "stopping": self._stopping.is_set(),
             "provisioned": self._provisioned,
             "supervisor_alive": supervisor is not None and supervisor.is_alive(),
-            "inflight": self._inflight,
+            "inflight": len(self._inflight),
             "subscriptions": [st.snapshot(now) for st in self._states.values()],
         }
 
@@ -318,17 +246,18 @@ class Worker:
 
         Waits up to ``timeout`` (default ``DRAIN_TIMEOUT``) for handlers already
         running or queued. Returns True if every one finished. At the deadline,
-        every message not finished is nacked, the streams close (sending those
-        nacks once they no longer receive) and Pub/Sub redelivers it promptly,
-        to another consumer: queued ones never start; a handler still running
-        is abandoned (its thread is a daemon and does not hold the process
-        open) and its late ack or nack is ignored.
+        every message not finished is nacked, once, the streams close (sending
+        those nacks once they no longer receive) and Pub/Sub redelivers it
+        promptly, to another consumer: queued ones never start; a sync handler
+        still running is abandoned (its thread is a daemon and does not hold
+        the process open), an async one is cancelled; either way its hooks
+        still close and its own ack or nack is not sent.
         """
         with self._lifecycle:
             if self._stopping.is_set():
                 self._stopped.wait()
                 return self._drained
-            self._stopping.set()
+            self._inflight.stop()  # the one stop decision: nothing is taken in after it
         if not self.started:
             self._finish_stop()
             return True
@@ -340,29 +269,16 @@ class Worker:
                 except Exception:
                     logger.exception("cancelling the stream of %s failed", state.subscription.name)
         wait = self.drain_timeout if timeout is None else timeout
-        deadline = time.monotonic() + wait
-        with self._inflight_cond:
-            while self._inflight and (left := deadline - time.monotonic()) > 0:
-                self._inflight_cond.wait(left)
-            unfinished = list(self._active.values())
+        # Every message still held at the deadline is nacked there, once.
+        unfinished = self._runner.drain(wait)
         self._drained = not unfinished
-        if self._executor is not None:
-            self._executor.shutdown(discard=_nack_queued)
         if unfinished:
-            for received in unfinished:
-                try:
-                    received.nack()
-                except Exception:
-                    logger.exception("nacking message %s failed", received.message_id)
             logger.warning(
                 "drain timeout (%.1f s) reached with %d message(s) unfinished; nacked, so "
                 "Pub/Sub redelivers them", wait, len(unfinished),
             )
         self._close_streams()
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            if self._loop_thread is not None:
-                self._loop_thread.join(5)
+        self._runner.close()
         self._finish_stop()
         logger.info("worker stopped")
         self.middleware.run("post_worker_stop", self)
