@@ -13,7 +13,12 @@ installs signal handlers):
 * ``3``: ``plan --check`` found that Pub/Sub differs from the code.
 
 A second SIGINT/SIGTERM while ``run`` is draining abandons the drain: the
-emulator (if any) is stopped and the process exits 1 at once. A SIGINT that was
+emulator (if any) is stopped and the process exits 1 at once.
+
+``run --processes N`` (``auto``: one per CPU this process may use) runs a
+supervisor that starts N ``run`` worker processes, restarts one that dies and
+forwards the stop signal to all of them (``relay.processes``); it exits 0 when
+every one drained, 1 otherwise, 2 if one failed with a configuration error. A SIGINT that was
 ignored when the process started (a worker started with ``&`` by a shell
 script) stays ignored: the terminal's Ctrl-C is the script's to handle.
 
@@ -106,6 +111,16 @@ def _emulator_kind(text: str) -> str:
     return text
 
 
+def _processes(text: str) -> int:
+    """A ``--processes`` value: a count of 1 or more, or ``auto``."""
+    from relay.processes import process_count
+
+    try:
+        return process_count(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _run_options(parser: argparse.ArgumentParser, embedded: bool) -> None:
     _common(parser, subs=True, embedded=embedded)
     parser.add_argument(
@@ -134,6 +149,17 @@ def _run_options(parser: argparse.ArgumentParser, embedded: bool) -> None:
         "verify: read-only, fail if anything is missing or differs; off: no admin calls "
         "(default: PROVISIONING, else create)",
     )
+    if embedded:  # a supervisor starts `relay-cli run` children; see docs/cli.md
+        return
+    parser.add_argument(
+        "--processes", type=_processes, default=1, metavar="N",
+        help="run N worker processes under one supervisor that provisions once, restarts a "
+        "worker that dies and serves one health endpoint; auto: one per CPU this process "
+        "may use (default: 1, no supervisor)",
+    )
+    # Given by the supervisor to each worker process it starts (relay.processes).
+    parser.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--supervisor-pid", type=int, help=argparse.SUPPRESS)
 
 
 def _plan_options(parser: argparse.ArgumentParser, embedded: bool) -> None:

@@ -14,7 +14,7 @@ import logging
 import os
 import signal
 import sys
-import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from types import FrameType
@@ -70,8 +70,15 @@ def _prog(args: argparse.Namespace | None) -> str:
 
 
 def _error(message: str, args: argparse.Namespace | None = None) -> None:
-    """The one error line on stderr; never a private key, whatever the message quotes."""
-    print(f"{_prog(args)}: error: {redact(message)}", file=sys.stderr, flush=True)
+    """The one error line on stderr; never a private key, whatever the message quotes.
+
+    A worker process of ``run --processes N`` says which one it is.
+    """
+    prog = _prog(args)
+    index = getattr(args, "worker_index", None)
+    if index is not None:
+        prog = f"{prog} [worker {index} pid {os.getpid()}]"
+    print(f"{prog}: error: {redact(message)}", file=sys.stderr, flush=True)
 
 
 def _configure_logging(level: str, fmt: str = "text") -> None:
@@ -124,18 +131,57 @@ def _with_project(settings: Settings) -> Settings:
     return settings
 
 
-class _StopSignals:
-    """SIGINT/SIGTERM set ``requested``; a second one raises ``_ForcedExit``."""
+class _Flag:
+    """A stop request, set by a signal handler: ``is_set``, ``set``, ``wait`` as an Event's.
+
+    Not a ``threading.Event``: ``Event.wait()`` holds the Event's lock between its
+    steps, and a handler that runs then, in the same (main) thread, would block
+    in ``Event.set()`` on that lock forever. This one is a plain attribute, so
+    setting it takes no lock, and ``wait`` polls it every 50 ms.
+    """
 
     def __init__(self) -> None:
-        self.requested = threading.Event()
+        self._set = False
+
+    def set(self) -> None:
+        self._set = True
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def wait(self, timeout: float | None = None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._set:
+            left = 0.05 if deadline is None else min(0.05, deadline - time.monotonic())
+            if left <= 0:
+                break
+            time.sleep(left)
+        return self._set
+
+
+class _StopSignals:
+    """SIGINT/SIGTERM set ``requested``; a second one raises ``_ForcedExit``.
+
+    With ``escalate=False`` (a worker process of ``run --processes N``) a second
+    one is ignored: it is usually the same stop arriving twice (a terminal's
+    Ctrl-C reaches the whole process group, and the supervisor forwards it), and
+    the supervisor forces a stop with SIGKILL.
+    """
+
+    def __init__(self, *, escalate: bool = True) -> None:
+        self.requested = _Flag()
+        self.escalate = escalate
         self._previous: dict[int, Any] = {}
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
         if self.requested.is_set():
+            if not self.escalate:
+                logger.debug("%s received again: already stopping", name)
+                return
             raise _ForcedExit(f"{name} received again: abandoning the drain")
-        logger.info("%s received: stopping gracefully (send it again to force)", name)
+        logger.info("%s received: stopping gracefully%s", name,
+                    " (send it again to force)" if self.escalate else "")
         self.requested.set()
 
     def __enter__(self) -> _StopSignals:
@@ -149,9 +195,13 @@ class _StopSignals:
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
 
-    def wait(self) -> None:
+    def wait(self, parent: int | None = None) -> None:
+        """Until a stop is requested, or (``parent``: the supervisor's pid) that process
+        is gone: a worker whose supervisor was killed stops by itself."""
         while not self.requested.wait(0.5):
-            pass
+            if parent is not None and os.getppid() != parent:
+                logger.warning("the supervisor (pid %d) is gone: stopping gracefully", parent)
+                self.requested.set()
 
 
 @contextlib.contextmanager
@@ -184,9 +234,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
         raise ConfigurationError(f"no subscriptions found {where}: {how}")
     _configure_logging(args.log_level, args.log_format or settings.log_format)
+    # --processes N: this process supervises N workers (relay.processes); a worker
+    # it started has --worker-index and --supervisor-pid (not offered in --help).
+    index: int | None = getattr(args, "worker_index", None)
+    processes: int = getattr(args, "processes", None) or 1
+    if index is not None:
+        from relay.processes import tag_child_logs
+
+        tag_child_logs(index)
     if args.emulator and settings.transport == "memory":
         logger.warning("--emulator with TRANSPORT 'memory': the worker will not use it")
-    with _StopSignals() as stop, contextlib.ExitStack() as stack:
+    with _StopSignals(escalate=index is None) as stop, contextlib.ExitStack() as stack:
         try:
             if args.emulator:
                 emulator = stack.enter_context(_emulator(args.emulator_port, args.emulator))
@@ -198,9 +256,16 @@ def cmd_run(args: argparse.Namespace) -> int:
                 )
             if stop.requested.is_set():  # stopped while the emulator was starting
                 return EXIT_OK
+            if processes > 1 and index is None:
+                from relay.processes import supervise
+
+                return supervise(
+                    args, _with_project(settings), subscriptions, stop, count=processes,
+                    prog=_prog(args),
+                )
             return _run_worker(
                 _with_project(settings), subscriptions, stop, health_port=args.health_port,
-                prog=_prog(args),
+                prog=_prog(args), parent=getattr(args, "supervisor_pid", None),
             )
         except _ForcedExit as exc:
             logger.error("%s", exc)
@@ -213,7 +278,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _run_worker(
     settings: Settings, subscriptions: list[Subscription], stop: _StopSignals,
-    *, health_port: int | None = None, prog: str = PROG,
+    *, health_port: int | None = None, prog: str = PROG, parent: int | None = None,
 ) -> int:
     import relay
     from relay.health import HealthServer
@@ -240,7 +305,7 @@ def _run_worker(
         if not stop.requested.is_set():  # a signal during provisioning: do not start
             worker.start()
             print(READY.replace(PROG, prog, 1), flush=True)
-            stop.wait()
+            stop.wait(parent)
     finally:
         worker.stop()
         if health is not None:

@@ -25,10 +25,16 @@ and ``subscriptions``, each with ``name``, ``topic``, ``state``, ``failures``,
 A probe only reads ``worker.status()``: it takes no lock the worker holds, each
 request runs on its own daemon thread, and an error while answering is logged
 and answered with a 503, never raised into the worker.
+
+``read_probe(url, probe)`` reads another process's probe: how the supervisor of
+``relay-cli run --processes N`` (``relay.processes``) follows its workers, each
+serving its own probes on a loopback port, and serves their aggregate through
+a ``HealthServer`` subclass.
 """
 
 from __future__ import annotations
 
+import http.client
 import logging
 import socket
 import socketserver
@@ -43,7 +49,7 @@ import orjson
 
 from relay.errors import RelayError
 
-__all__ = ["HealthServer", "StatusSource", "liveness", "readiness"]
+__all__ = ["HealthServer", "StatusSource", "liveness", "read_probe", "readiness"]
 
 logger = logging.getLogger("relay.health")
 
@@ -97,6 +103,27 @@ def readiness(status: Mapping[str, Any]) -> list[str]:
         elif state != "open":
             reasons.append(f"subscription {sub.get('name')} is {state}")
     return reasons
+
+
+def read_probe(url: str, probe: str = "readyz", timeout: float = 2.0) -> tuple[int, dict[str, Any]]:
+    """GET ``url/probe`` from a ``HealthServer``: the HTTP status and the JSON body.
+
+    ``url`` is ``HealthServer.url`` (``http://HOST:PORT``). No proxy is used.
+    Raises ``OSError`` (refused, timed out), ``http.client.HTTPException`` (not
+    HTTP) or ``ValueError`` (not a JSON object).
+    """
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port,
+                                            timeout=timeout)
+    try:
+        connection.request("GET", f"/{probe}")
+        response = connection.getresponse()
+        body = orjson.loads(response.read())
+    finally:
+        connection.close()
+    if not isinstance(body, dict):
+        raise ValueError(f"/{probe} at {url} answered {body!r}, not a JSON object")
+    return response.status, body
 
 
 class _ProbeHandler(BaseHTTPRequestHandler):
