@@ -52,8 +52,9 @@ VARIANTS: dict[str, tuple[str, str]] = {
     "rele": ("rele", "warning"),
     "relay-info": ("relay", "info"),
     "rele-info": ("rele", "info"),
+    "relay-grpc": ("relay-grpc", "warning"),
 }
-DEFAULT_VARIANTS = "bare,relay,rele,relay-info,rele-info"
+DEFAULT_VARIANTS = "bare,relay,rele,relay-info,rele-info,relay-grpc"
 
 
 @dataclass
@@ -326,7 +327,8 @@ def main(argv: list[str] | None = None) -> int:
     table = summarise(runs, variants)
     ratio_rows = {}
     for num, den in (("relay", "bare"), ("relay", "rele"), ("rele", "bare"),
-                     ("relay-info", "bare"), ("relay-info", "rele-info")):
+                     ("relay-info", "bare"), ("relay-info", "rele-info"),
+                     ("relay-grpc", "relay"), ("relay-grpc", "bare")):
         if num in variants and den in variants:
             ratio_rows[f"{num} / {den}"] = ratios(runs, num, den)
     configs = {r.variant: r.result.get("config", {}) for r in runs if r.ok}

@@ -217,7 +217,17 @@ def run_rele(args: argparse.Namespace, counter: Counter) -> tuple[Callable[[], N
     return worker.start, stop
 
 
-CONTENDERS = {"bare": (run_bare, None), "relay": (run_relay, "relay"), "rele": (run_rele, "rele")}
+# -------------------------------------------------------------- relay on gRPC
+def run_relay_grpc(args: argparse.Namespace, counter: Counter) -> tuple[Callable[[], None], Any]:
+    """relay's Worker on its own gRPC transport (TRANSPORT="grpc"), else as ``relay``."""
+    os.environ["RELAY_TRANSPORT"] = "grpc"
+    start, stop = run_relay(args, counter)
+    args.config_out.update(transport="grpc")
+    return start, stop
+
+
+CONTENDERS = {"bare": (run_bare, None), "relay": (run_relay, "relay"), "rele": (run_rele, "rele"),
+              "relay-grpc": (run_relay_grpc, "relay")}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,6 +3,7 @@
 The public API is exactly ``__all__`` (a test holds it to that).
 """
 
+from relay._version import __version__
 from relay.app import (
     App,
     apublish,
@@ -39,8 +40,6 @@ from relay.settings import Settings
 from relay.subscription import DeadLetterPolicy, RetryPolicy, Subscription, sub
 from relay.tasks import Task, task
 from relay.worker import Worker
-
-__version__ = "0.1.0.dev0"
 
 __all__ = [
     "RESERVED_NAMES",

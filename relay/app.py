@@ -40,6 +40,10 @@ def build_transport(settings: Settings) -> Transport:
         from relay.transports.pubsub import PubSubTransport
 
         return PubSubTransport(settings)
+    if name == "grpc":
+        from relay.transports.grpc import GrpcTransport
+
+        return GrpcTransport(settings)
     if name == "memory":
         from relay.transports.memory import MemoryTransport
 

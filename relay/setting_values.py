@@ -111,6 +111,10 @@ _NUMBERS: dict[str, tuple[type, float, float]] = {
     "max_delivery_attempts": (int, 5, 100),
     "publisher_max_messages": (int, 1, 10_000_000),
     "publisher_max_bytes": (int, 1024, 100 * 1024**3),
+    "streams_per_subscription": (int, 1, 32),
+    "publisher_batch_max_messages": (int, 1, 1000),
+    "publisher_batch_max_bytes": (int, 1024, 10_000_000),
+    "publisher_batch_max_latency": (float, 0, 10),
 }
 
 
@@ -203,10 +207,12 @@ def coerce(name: str, value: Any) -> Any:
             raise ConfigurationError(f"RESULTS_TOPIC: expected a topic name, got {shown(value)}")
         return validate_name(value, "RESULTS_TOPIC")
     if name == "transport":
-        if not isinstance(value, str) or not (value in ("pubsub", "memory") or "." in value):
+        if not isinstance(value, str) or not (
+            value in ("pubsub", "grpc", "memory") or "." in value
+        ):
             raise ConfigurationError(
                 f"TRANSPORT: {shown(value)}; expected 'pubsub', 'memory' or a dotted path to a "
-                "Transport class"
+                "Transport class (or 'grpc': relay's own Pub/Sub transport)"
             )
         return value
     if name in _ZERO_OR_RANGE:

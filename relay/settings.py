@@ -103,9 +103,19 @@ class Settings:
     #: messages to wait out their ack deadline: set it only for runs that kill
     #: or cut off workers (the fault tests set 15).
     stream_lifetime: float = 0.0
+    #: Streaming pulls per subscription (1..32), sharing its flow control;
+    #: TRANSPORT="grpc" only (google's client opens one).
+    streams_per_subscription: int = 1
+    #: Publish batches (TRANSPORT="grpc" only; google's client has these
+    #: defaults built in): sent at this many messages, bytes, or seconds after
+    #: the first message, whichever comes first.
+    publisher_batch_max_messages: int = 100
+    publisher_batch_max_bytes: int = 1_000_000
+    publisher_batch_max_latency: float = 0.01
     #: Seconds stop() waits for in-flight handlers before it gives up on them.
     drain_timeout: float = 30.0
-    #: Which transport to use: "pubsub", "memory", or a dotted path to a class.
+    #: Which transport to use: "pubsub", "grpc" (relay's own Pub/Sub client),
+    #: "memory", or a dotted path to a class.
     transport: str = "pubsub"
     #: What the worker does to topics and subscriptions at start: "create"
     #: (create, and update to match the code), "verify" (read-only: fail if

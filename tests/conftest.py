@@ -7,7 +7,8 @@ be found or started, every test that needs it FAILS with the reason: tests that
 prove Pub/Sub behaviour are never skipped.
 
 ``make_pubsub_transport`` builds a ``PubSubTransport`` whose subscriber client
-talks to the emulator through a ``WireLog``: it records every ack and nack
+talks to the emulator through a ``WireLog`` (``make_grpc_transport``: relay's
+``GrpcTransport`` with an ``AioWireLog``): it records every ack and nack
 that reached the emulator. That is how the tests prove an ack was really sent.
 A quick "consume again and see nothing" cannot prove it on the emulator: a
 message whose ack was lost stays leased to the closed stream and only comes
@@ -107,6 +108,64 @@ def make_pubsub_transport(
             transport=SubscriberGrpcTransport(channel=channel)
         )
         transport = PubSubTransport(Settings.load(**settings), subscriber_client=subscriber)
+        made.append(transport)
+        return transport, log
+
+    yield make
+    for transport in made:
+        transport.close()
+
+
+class AioWireLog(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+    """``WireLog`` for ``grpc.aio``: the acks and nacks the emulator accepted."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.acked: Counter[str] = Counter()
+        self.nacked: Counter[str] = Counter()
+        #: Unary calls made, by method name ("Acknowledge", "ModifyAckDeadline", ...).
+        self.calls: Counter[str] = Counter()
+
+    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        call = await continuation(details, request)
+        method = details.method.decode() if isinstance(details.method, bytes) else details.method
+        with self._lock:
+            self.calls[method.rsplit("/", 1)[-1]] += 1
+        if method.endswith("/Acknowledge"):
+            counter = self.acked
+        elif method.endswith("/ModifyAckDeadline") and request.ack_deadline_seconds == 0:
+            counter = self.nacked
+        else:
+            return call
+        try:
+            await call
+        except grpc.aio.AioRpcError:
+            return call
+        with self._lock:
+            counter[request.subscription.rsplit("/", 1)[-1]] += len(request.ack_ids)
+        return call
+
+    def acks(self, subscription: str) -> int:
+        with self._lock:
+            return self.acked[subscription]
+
+    def nacks(self, subscription: str) -> int:
+        with self._lock:
+            return self.nacked[subscription]
+
+
+@pytest.fixture
+def make_grpc_transport(pubsub_emulator: Any) -> Iterator[Callable[..., Any]]:
+    """``make_grpc_transport(**settings)`` -> ``(GrpcTransport, AioWireLog)``; closed after."""
+    from relay.transports.grpc import GrpcTransport
+
+    made: list[GrpcTransport] = []
+
+    def make(**settings: Any) -> tuple[GrpcTransport, AioWireLog]:
+        settings.setdefault("gc_project_id", EMULATOR_PROJECT)
+        settings.setdefault("middleware", [])
+        log = AioWireLog()
+        transport = GrpcTransport(Settings.load(**settings), interceptors=[log])
         made.append(transport)
         return transport, log
 

@@ -1,4 +1,5 @@
-"""The ``transport`` fixture: every contract test runs on memory AND on the emulator."""
+"""The ``transport`` fixture: every contract test runs on memory, on the emulator
+through google's client (``pubsub``) and through relay's own gRPC transport (``grpc``)."""
 
 from __future__ import annotations
 
@@ -13,12 +14,15 @@ from relay.transports.memory import MemoryTransport
 _ACKS = pytest.StashKey[Callable[[str], int]]()
 
 
-@pytest.fixture(params=["memory", "pubsub"])
+@pytest.fixture(params=["memory", "pubsub", "grpc"])
 def transport(request: pytest.FixtureRequest) -> Iterator[Transport]:
     built: Any
     if request.param == "memory":
         built = MemoryTransport()
         request.node.stash[_ACKS] = lambda sub: built.stats(sub)["acked"]
+    elif request.param == "grpc":
+        built, wire = request.getfixturevalue("make_grpc_transport")()
+        request.node.stash[_ACKS] = wire.acks
     else:
         built, wire = request.getfixturevalue("make_pubsub_transport")()
         request.node.stash[_ACKS] = wire.acks

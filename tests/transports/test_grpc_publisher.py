@@ -1,0 +1,140 @@
+"""``GrpcTransport``'s publisher: batches, ordering keys, failures, and the
+attribute names google's ``publish()`` cannot carry."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from google.api_core import exceptions as gexc
+
+from relay.provisioning import ensure_subscription
+from relay.transports.base import FlowControl, SubscriptionSpec
+from relay.transports.grpc.publisher import OrderingKeyError
+from tests.transports.test_contract import Inbox
+
+
+def _topic_and_sub(transport, unique_name, **spec_fields):
+    topic = unique_name("grpc-pub")
+    transport.ensure_topic(topic)
+    spec = SubscriptionSpec(name=f"{topic}-sub", topic=topic, **spec_fields)
+    ensure_subscription(transport, spec)
+    return spec
+
+
+def test_messages_are_sent_in_batches_by_count(make_grpc_transport, unique_name):
+    transport, _ = make_grpc_transport(
+        publisher_batch_max_messages=10, publisher_batch_max_latency=5
+    )
+    topic = unique_name("batch")
+    transport.ensure_topic(topic)
+    publisher = transport.core().publisher
+    started = time.monotonic()
+    futures = [transport.publish(topic, b'{"i": %d}' % i, {}) for i in range(50)]
+    ids = [f.result(10) for f in futures]
+    assert time.monotonic() - started < 4, "full batches wait for no timer"
+    assert len(set(ids)) == 50
+    assert publisher.calls == 5
+
+
+def test_a_partial_batch_goes_after_the_latency(make_grpc_transport, unique_name):
+    transport, _ = make_grpc_transport(publisher_batch_max_latency=0.3)
+    topic = unique_name("latency")
+    transport.ensure_topic(topic)
+    publisher = transport.core().publisher
+    first = transport.publish(topic, b"{}", {})
+    second = transport.publish(topic, b"{}", {})
+    time.sleep(0.1)
+    assert not first.done() and not second.done()
+    assert first.result(5) and second.result(5)
+    assert publisher.calls == 1
+
+
+def test_a_batch_is_bounded_by_bytes(make_grpc_transport, unique_name):
+    transport, _ = make_grpc_transport(
+        publisher_batch_max_bytes=5000, publisher_batch_max_latency=5
+    )
+    topic = unique_name("bytes")
+    transport.ensure_topic(topic)
+    publisher = transport.core().publisher
+    futures = [transport.publish(topic, b"x" * 2000, {}) for _ in range(6)]
+    for future in futures:
+        future.result(10)
+    assert publisher.calls == 3  # two 2000-byte messages per batch
+
+
+def test_ordered_messages_arrive_in_publish_order(make_grpc_transport, unique_name):
+    transport, _ = make_grpc_transport(publisher_batch_max_messages=3)
+    spec = _topic_and_sub(transport, unique_name, enable_message_ordering=True)
+    futures = [
+        transport.publish(spec.topic, b'{"i": %d}' % i, {}, ordering_key="k") for i in range(30)
+    ]
+    sent = [f.result(10) for f in futures]
+    inbox = Inbox()
+    stream = transport.subscribe(spec.name, inbox, FlowControl())
+    acked = 0
+    while acked < 30:
+        for message in inbox.wait_for(acked + 1)[acked:]:
+            message.ack()
+            acked += 1
+    assert inbox.ids() == sent
+    stream.close(timeout=10)
+
+
+def test_a_failed_ordered_batch_fails_those_queued_behind_then_resumes(
+    make_grpc_transport, unique_name
+):
+    transport, _ = make_grpc_transport(publisher_batch_max_messages=1)
+    missing = unique_name("missing")  # NOT_FOUND is not retried
+    futures = [transport.publish(missing, b"{}", {}, ordering_key="k") for _ in range(4)]
+    with pytest.raises(gexc.NotFound):
+        futures[0].result(10)
+    for future in futures[1:]:
+        with pytest.raises((OrderingKeyError, gexc.NotFound)):
+            future.result(10)
+    assert any(isinstance(f.exception(), OrderingKeyError) for f in futures[1:])
+    transport.ensure_topic(missing)
+    assert transport.publish(missing, b"{}", {}, ordering_key="k").result(10)
+
+
+def test_unordered_batches_of_a_topic_go_concurrently(make_grpc_transport, unique_name):
+    transport, _ = make_grpc_transport(publisher_batch_max_messages=1)
+    topic = unique_name("concurrent")
+    transport.ensure_topic(topic)
+    futures = [transport.publish(topic, b"{}", {}) for _ in range(20)]
+    assert len({f.result(10) for f in futures}) == 20
+
+
+def test_attribute_names_google_cannot_send_are_sendable(make_grpc_transport, unique_name):
+    transport, _ = make_grpc_transport()
+    spec = _topic_and_sub(transport, unique_name)
+    reserved = {
+        "topic": "t", "data": "d", "ordering_key": "o", "retry": "r", "timeout": "x",
+        "self": "s",
+    }
+    message_id = transport.publish(spec.topic, b"{}", reserved).result(10)
+    inbox = Inbox()
+    stream = transport.subscribe(spec.name, inbox, FlowControl())
+    (message,) = inbox.wait_for(1)
+    assert message.message_id == message_id
+    assert dict(message.attributes) == reserved
+    assert message.ordering_key == ""
+    message.ack()
+    stream.close(timeout=10)
+
+
+def test_the_hand_written_encoding_is_protobufs():
+    from google.pubsub_v1 import types as gtypes
+
+    from relay.transports.grpc.publisher import encode_message
+
+    attrs = {"kind": "créé", "☃": "x" * 300, "": ""}
+    data = b"\x00\xff" * 100
+    entry = encode_message(data, attrs, "key-é")
+    request = gtypes.PublishRequest.pb().FromString(b"\x0a\x01t" + entry + entry)
+    assert request.topic == "t" and len(request.messages) == 2
+    message = request.messages[1]
+    assert (message.data, dict(message.attributes), message.ordering_key) == (
+        data, attrs, "key-é"
+    )
+    assert gtypes.PublishRequest.pb().FromString(b"\x0a\x01t" + encode_message(b"", {}, "")).messages[0] == gtypes.PubsubMessage.pb()()  # noqa: E501

@@ -1,0 +1,74 @@
+"""The Worker end to end on ``GrpcTransport``: the emulator Worker tests of
+``tests/emulator/test_worker_emulator.py``, run again with a harness on relay's
+gRPC transport (their own harness is built on ``PubSubTransport``), plus
+messages up to Pub/Sub's size limit."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+import relay
+from relay.message import Action
+from tests.emulator import test_worker_emulator as _worker
+from tests.emulator.conftest import Harness, Recorder, admin, recorder  # noqa: F401
+
+_SHARED = [
+    "test_sync_handler_runs_on_the_worker_pool_and_its_message_is_acked",
+    "test_async_handler_runs_on_the_worker_loop_and_its_message_is_acked",
+    "test_filter_by_skips_and_acks_without_calling_the_handler",
+    "test_attributes_round_trip_with_published_at_and_ordering_key",
+    "test_a_handler_exception_leads_to_redelivery",
+    "test_a_payload_that_is_not_json_is_acked_and_reported",
+    "test_middleware_that_raises_does_not_stop_processing",
+    "test_graceful_stop_finishes_in_flight_handlers_and_acks_them",
+    "test_a_failed_stream_is_seen_and_restarted_by_the_supervisor",
+]
+for _name in _SHARED:
+    globals()[_name] = getattr(_worker, _name)
+
+
+@pytest.fixture
+def make_harness(
+    make_grpc_transport: Callable[..., Any], recorder: Recorder  # noqa: F811
+) -> Iterator[Callable[..., Harness]]:
+    made: list[Harness] = []
+
+    def make(**settings: Any) -> Harness:
+        settings.setdefault("middleware", [recorder])
+        transport, wire = make_grpc_transport(**settings)
+        chain = relay.MiddlewareChain.from_settings(transport.settings)
+        publisher = relay.Publisher(transport, settings=transport.settings, middleware=chain)
+        harness = Harness(transport, wire, recorder, publisher, [])
+        made.append(harness)
+        return harness
+
+    yield make
+    for harness in made:
+        for worker in harness.workers:
+            worker.stop(timeout=5)
+
+
+@pytest.fixture
+def harness(make_harness: Callable[..., Harness]) -> Harness:
+    return make_harness()
+
+
+def test_messages_up_to_pubsubs_size_limit_reach_a_worker(harness, unique_name, wait_for):
+    topic = unique_name("big")
+    sizes: list[int] = []
+
+    @relay.sub(topic)
+    def handler(data, **attrs):
+        sizes.append(len(data["blob"]))
+
+    harness.worker([handler])
+    for size in _worker.BIG_PAYLOADS:
+        harness.publisher.publish(topic, {"blob": "x" * size}, blocking=True).result(60)
+    wait_for(lambda: len(sizes) == 2, timeout=30, what="both large messages")
+    assert sorted(sizes) == list(_worker.BIG_PAYLOADS)
+    actions = [o.action for _, o in harness.recorder.outcomes()]
+    assert actions == [Action.ACK, Action.ACK]
+    wait_for(lambda: harness.wire.acks(handler.name) == 2, what="both acks on the wire")
