@@ -8,6 +8,11 @@
 # Every check runs; the exit code is non-zero if any failed. Extra arguments go
 # to the main pytest run.
 #
+# pytest runs the tests in TEST_WORKERS processes (pytest-xdist; default 4,
+# 0 for one process): most of the suite waits on servers, deadlines and
+# subprocesses rather than on the CPU, so 4 processes fit two cores. Each
+# process starts its own emulators.
+#
 # Without Google's emulator (Java and the Cloud SDK) the runs on it cannot
 # happen: in CI (CI set) that is a failure; elsewhere the suite runs on relay's
 # server alone and the summary says, loudly, what was not run.
@@ -39,16 +44,18 @@ elif [[ -n "${CI:-}" ]]; then
     google=yes  # the tests that need it fail, saying why
 else
     google=""
-    export RELAY_TEST_SERVERS=relay
+    export CONFORMANCE_SERVERS=relay
     not_run+=("the conformance suite and the contract, emulator and fault tests on Google's emulator (not installed: Java 17+ and the Cloud SDK's pubsub-emulator)")
 fi
 
-say "pytest${*:+ $*}"
-"$UV" run --frozen pytest "$@" || failed+=(pytest)
+workers=(-n "${TEST_WORKERS:-4}")
+say "pytest ${workers[*]}${*:+ $*}"
+"$UV" run --frozen pytest "${workers[@]}" "$@" || failed+=(pytest)
 
 if [[ -n "$google" ]]; then
     say "pytest tests/transports tests/emulator tests/faults on Google's emulator (RELAY_EMULATOR=google)"
-    RELAY_EMULATOR=google "$UV" run --frozen pytest -q tests/transports tests/emulator tests/faults \
+    RELAY_EMULATOR=google "$UV" run --frozen pytest -q "${workers[@]}" \
+        tests/transports tests/emulator tests/faults \
         || failed+=(pytest-google-emulator)
 fi
 
@@ -63,7 +70,7 @@ else
     if "$UV" sync --frozen --all-extras --python "$newest" --quiet; then
         "$UV" run --frozen --python "$newest" python -c \
             'import django; print("    Django", django.get_version())'
-        "$UV" run --frozen --python "$newest" pytest -q tests/contrib/django \
+        "$UV" run --frozen --python "$newest" pytest -q "${workers[@]}" tests/contrib/django \
             || failed+=(django-newest)
     else
         failed+=("django-newest (uv sync)")

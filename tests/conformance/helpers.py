@@ -25,11 +25,11 @@ from google.api_core import exceptions as gexc
 from google.cloud import pubsub_v1
 
 PROJECT = "conformance"
-#: The servers the suite runs on: both, unless RELAY_TEST_SERVERS names fewer
+#: The servers the suite runs on: both, unless CONFORMANCE_SERVERS names fewer
 #: (scripts/test.sh sets "relay" only outside CI on a machine without Google's
 #: emulator, and says so loudly).
 SERVERS = tuple(
-    name for name in os.environ.get("RELAY_TEST_SERVERS", "relay,google").split(",")
+    name for name in os.environ.get("CONFORMANCE_SERVERS", "relay,google").split(",")
     if name in ("relay", "google")
 ) or ("relay", "google")
 

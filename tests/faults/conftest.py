@@ -16,7 +16,7 @@ import pytest
 
 from relay.emulator import Emulator
 from tests.conftest import EMULATOR_PROJECT
-from tests.faults.helpers import Direct, WorkerProcess, worker_env
+from tests.faults.helpers import TRANSPORTS, Direct, WorkerProcess, worker_env
 from tests.faults.proxy import TcpProxy
 
 
@@ -27,6 +27,20 @@ def direct(pubsub_emulator: Emulator) -> Iterator[Direct]:
         yield made
 
 
+@pytest.fixture(params=TRANSPORTS)
+def fault_transport(request: pytest.FixtureRequest) -> str:
+    """The transport the test's workers run on: each fault test runs on each."""
+    return str(request.param)
+
+
+@pytest.fixture
+def make_transport(
+    fault_transport: str, request: pytest.FixtureRequest
+) -> Callable[..., tuple[Any, Any]]:
+    """``make_pubsub_transport`` or ``make_grpc_transport``, as ``fault_transport`` says."""
+    return request.getfixturevalue(f"make_{fault_transport}_transport")  # type: ignore[no-any-return]
+
+
 @pytest.fixture
 def records(tmp_path: Path) -> Path:
     """The file the worker app's handler appends its ``start``/``done`` lines to."""
@@ -35,10 +49,10 @@ def records(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def spawn_worker(
-    pubsub_emulator: Emulator, records: Path, tmp_path: Path
+    pubsub_emulator: Emulator, records: Path, tmp_path: Path, fault_transport: str
 ) -> Iterator[Callable[..., WorkerProcess]]:
     """``spawn_worker(topic, sleep=0, wire_log=None, **settings)``: ``relay-cli run``
-    on the faults app (see ``helpers.worker_env``).
+    on the faults app (see ``helpers.worker_env``), on ``fault_transport``.
 
     ``settings`` become ``RELAY_*`` variables, over ``helpers.fault_settings`` for
     the emulator's kind.
@@ -51,7 +65,7 @@ def spawn_worker(
     ) -> WorkerProcess:
         env = worker_env(
             pubsub_emulator.address, kind=pubsub_emulator.kind, project=EMULATOR_PROJECT,
-            topic=topic, records=records,
+            topic=topic, records=records, transport=fault_transport,
             sleep=sleep, wire_log=wire_log, settings=settings,
         )
         worker = WorkerProcess(env, tmp_path / f"worker-{len(spawned)}.log")

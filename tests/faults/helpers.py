@@ -71,14 +71,16 @@ def duplicates(counts: Counter[int]) -> dict[int, int]:
 # ------------------------------------------------------------ worker process
 def worker_env(
     emulator_host: str, *, kind: str, project: str, topic: str, records: Path,
-    sleep: float = 0.0, wire_log: Path | None = None, settings: dict[str, Any] | None = None,
+    transport: str = "pubsub", sleep: float = 0.0, wire_log: Path | None = None,
+    settings: dict[str, Any] | None = None,
 ) -> dict[str, str]:
     """The environment of a ``relay-cli run`` on the faults app.
 
-    The test's own ``RELAY_*`` variables are dropped; ``fault_settings(kind)``
-    and ``settings`` (which win) become ``RELAY_<KEY>`` variables. With ``wire_log``, the
-    worker runs on ``tests.faults.wire.WireLoggedTransport``, which logs there
-    the acks and nacks the emulator accepted.
+    The test's own ``RELAY_*`` variables are dropped; ``fault_settings(kind,
+    transport)`` and ``settings`` (which win) become ``RELAY_<KEY>`` variables.
+    With ``wire_log``, the worker runs on ``tests.faults.wire``'s wire-logged
+    version of ``transport``, which logs there the acks and nacks the emulator
+    accepted.
     """
     env = {k: v for k, v in os.environ.items() if not k.startswith("RELAY_")}
     env.update(
@@ -96,10 +98,13 @@ def worker_env(
     env.pop("GOOGLE_APPLICATION_CREDENTIALS", None)
     # relay leases in steps of the ack deadline: what a killed or cut-off stream
     # held comes back after 10 s (google's client alone would use 60 s).
-    merged: dict[str, Any] = {**fault_settings(kind), **(settings or {})}
+    merged: dict[str, Any] = {**fault_settings(kind, transport), **(settings or {})}
     if wire_log is not None:
         env["FAULTS_WIRE_LOG"] = str(wire_log)
-        merged["TRANSPORT"] = "tests.faults.wire.WireLoggedTransport"
+        merged["TRANSPORT"] = (
+            "tests.faults.wire.WireLoggedGrpcTransport" if merged["TRANSPORT"] == "grpc"
+            else "tests.faults.wire.WireLoggedTransport"
+        )
     env.update({f"RELAY_{key.upper()}": str(value) for key, value in merged.items()})
     return env
 
@@ -121,11 +126,18 @@ def worker_env(
 #: default retry policy (10 s to 600 s) and google's own stream deadline.
 FAULT_SETTINGS: dict[str, Any] = {"ACK_DEADLINE": 10}
 GOOGLE_WORKAROUNDS: dict[str, Any] = {"DEFAULT_RETRY_POLICY": "none", "STREAM_LIFETIME": 15}
+#: The transports every fault test runs on (the ``fault_transport`` fixture):
+#: relay's default, on google's client, and relay's own on the gRPC layer.
+TRANSPORTS = ("pubsub", "grpc")
 
 
-def fault_settings(kind: str) -> dict[str, Any]:
-    """``FAULT_SETTINGS`` on emulator ``kind`` (``"relay"`` or ``"google"``)."""
-    return {**FAULT_SETTINGS, **(GOOGLE_WORKAROUNDS if kind == "google" else {})}
+def fault_settings(kind: str, transport: str = "pubsub") -> dict[str, Any]:
+    """``FAULT_SETTINGS`` on emulator ``kind`` (``"relay"`` or ``"google"``), on
+    ``transport`` (one of ``TRANSPORTS``)."""
+    return {
+        **FAULT_SETTINGS, "TRANSPORT": transport,
+        **(GOOGLE_WORKAROUNDS if kind == "google" else {}),
+    }
 
 
 class WorkerProcess:

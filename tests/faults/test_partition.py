@@ -44,7 +44,8 @@ def _state(worker: relay.Worker) -> str:
 
 
 def test_a_worker_recovers_from_a_partition_without_a_restart(
-    direct: Direct, proxy: TcpProxy, unique_name, wait_for, monkeypatch, pubsub_emulator
+    direct: Direct, proxy: TcpProxy, unique_name, wait_for, monkeypatch, pubsub_emulator,
+    fault_transport: str,
 ) -> None:
     topic = unique_name("partition")
     direct.provision(topic)
@@ -62,8 +63,8 @@ def test_a_worker_recovers_from_a_partition_without_a_restart(
     # google's client reads PUBSUB_EMULATOR_HOST when the worker builds it.
     monkeypatch.setenv("PUBSUB_EMULATOR_HOST", proxy.address)
     settings = relay.Settings.load(
-        fault_settings(pubsub_emulator.kind), environ={}, gc_project_id=EMULATOR_PROJECT,
-        middleware=[],
+        fault_settings(pubsub_emulator.kind, fault_transport), environ={},
+        gc_project_id=EMULATOR_PROJECT, middleware=[],
     )
     worker = relay.Worker([subscription_for(topic, handler)], settings=settings)
     worker.start()

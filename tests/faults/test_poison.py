@@ -18,7 +18,7 @@ MAX_ATTEMPTS = 5
 
 
 def test_poison_message_lands_on_the_dead_letter_topic(
-    make_pubsub_transport: Any, unique_name: Any, wait_for: Any
+    make_transport: Any, unique_name: Any, wait_for: Any
 ) -> None:
     topic = unique_name("poison")
     good: set[int] = set()
@@ -37,7 +37,7 @@ def test_poison_message_lands_on_the_dead_letter_topic(
         with lock:
             good.add(data["n"])
 
-    transport, wire = make_pubsub_transport()
+    transport, wire = make_transport()
     worker = relay.Worker([handle], settings=transport.settings, transport=transport)
     worker.setup()
     transport.publish(topic, b'{"poison": true}', {"kind": "poison"}).result(10)

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 import relay
+from relay.app import build_transport
 from relay.emulator import free_port
-from relay.transports.pubsub import PubSubTransport
 
 
 class Watch(relay.BaseMiddleware):
@@ -49,16 +49,17 @@ class Watch(relay.BaseMiddleware):
     ("behaviour", "count", "limit"), [("error", 300, 25), ("block", 60, 10)]
 )
 def test_every_publish_to_an_unreachable_endpoint_fails_visibly_and_memory_is_bounded(
-    monkeypatch: pytest.MonkeyPatch, wait_for: Any, behaviour: str, count: int, limit: int
+    monkeypatch: pytest.MonkeyPatch, wait_for: Any, behaviour: str, count: int, limit: int,
+    fault_transport: str,
 ) -> None:
     monkeypatch.setenv("PUBSUB_EMULATOR_HOST", f"127.0.0.1:{free_port()}")
     watch = Watch()
     settings = relay.Settings.load(
         environ={}, gc_project_id="relay-tests", middleware=[watch],
         publisher_retry_timeout=0.5, publisher_max_messages=limit,
-        publisher_limit_behavior=behaviour,
+        publisher_limit_behavior=behaviour, transport=fault_transport,
     )
-    transport = PubSubTransport(settings)
+    transport = build_transport(settings)
     publisher = relay.Publisher(
         transport, settings=settings, middleware=relay.MiddlewareChain([watch])
     )
