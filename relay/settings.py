@@ -11,7 +11,8 @@ Sources, lowest precedence first:
 Keys are the upper-case names in ``KEYS`` (Relé's names where relay has the same
 setting, so a Relé ``RELE`` dict mostly carries over by renaming it). An unknown
 key, or a value of the wrong form, raises ``ConfigurationError`` naming the key
-and what it expects.
+and what it expects; ``load`` reports every problem it finds at once, one a line.
+Each setting is declared once, in ``relay.setting_specs``.
 """
 
 from __future__ import annotations
@@ -21,14 +22,13 @@ import importlib
 import json
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from relay.errors import ConfigurationError
 from relay.policies import RetryPolicy
 from relay.redaction import redact, shown
-from relay.setting_credentials import CREDENTIALS
-from relay.setting_values import coerce, parse_env, validate
+from relay.setting_specs import FIELDS, SECRETS, SPECS, coerce, parse_env, raise_all, validate
 from relay.transports.base import FlowControl
 
 ENV_PREFIX = "RELAY_"
@@ -52,104 +52,49 @@ RENAMED_KEYS = {
 class Settings:
     """relay's configuration. Build it with ``Settings.load`` (or the constructor)."""
 
-    #: Google Cloud project that owns the topics and subscriptions.
-    gc_project_id: str | None = None
-    #: Path to a service-account key file, checked when the settings are built
-    #: (unless PUBSUB_EMULATOR_HOST is set: then it is not used, nor opened).
-    #: None (and no JSON below): Application Default Credentials.
-    gc_credentials_path: str | None = None
-    #: The service-account key itself, as JSON (for secrets in env vars); a dict
-    #: given to ``load`` is stored as its JSON. Never shown in repr or errors.
-    gc_credentials_json: str | None = None
-    #: Regions where Pub/Sub may store messages of topics relay creates.
-    gc_storage_regions: tuple[str, ...] = ()
-    #: Default subscription-name prefix when @sub gives none.
-    sub_prefix: str = ""
-    #: Prefix for every topic name, on publish and on subscribe (feature branches).
-    topic_prefix: str = ""
-    #: Middleware classes (dotted paths or classes) or instances, outermost first.
-    middleware: tuple[Any, ...] = ("relay.contrib.logging_middleware.LoggingMiddleware",)
-    #: Default ack deadline, in seconds (10..600), for subscriptions relay manages.
-    ack_deadline: int = 60
-    #: Wait for every publish to be confirmed by default.
-    publisher_blocking: bool = False
-    #: Seconds a blocking publish waits before it fails.
-    publisher_timeout: float = 3.0
-    #: Seconds the transport keeps retrying one publish (unreachable endpoint,
-    #: transient errors) before its future fails and post_publish_failure fires.
-    publisher_retry_timeout: float = 60.0
-    #: Fallback JSON encoder for types relay does not know: a callable
-    #: ``obj -> JSON-able`` or a ``json.JSONEncoder`` subclass (Relé's form).
-    encoder: Callable[[Any], Any] | None = None
-    #: Global filter(s) every subscription applies, each called with **attributes.
-    filter_subs_by: tuple[Callable[..., bool], ...] = ()
-    #: Server-side retry policy for subscriptions that declare none.
-    default_retry_policy: RetryPolicy | None = field(default_factory=RetryPolicy)
-    #: Passed to the Google clients (e.g. {"api_endpoint": "..."}).
-    client_options: Mapping[str, Any] = field(default_factory=dict)
-    #: Handlers running at once, across all subscriptions (sync and async each).
-    concurrency: int = 16
-    #: Per-subscription flow control: messages and bytes outstanding, lease cap.
-    flow_max_messages: int = 100
-    flow_max_bytes: int = 100 * 1024 * 1024
-    flow_max_lease_duration: float = 3600.0
-    #: Longest single lease extension (10..600 s); 0: the subscription's ack
-    #: deadline. It is also how soon Pub/Sub redelivers what a crashed worker held.
-    flow_max_lease_extension: float = 0.0
-    #: Seconds each streaming pull lives before google's client reopens it (0,
-    #: or 5 to 3600). 0: google-cloud-pubsub's own deadline (30 min), on the
-    #: emulator too. A short one bounds how long the emulator serves the stream
-    #: of a killed or cut-off worker, but each reopen there can leave a few
-    #: messages to wait out their ack deadline: set it only for runs that kill
-    #: or cut off workers (the fault tests set 15).
-    stream_lifetime: float = 0.0
-    #: Streaming pulls per subscription (1..32), sharing its flow control;
-    #: TRANSPORT="grpc" only (google's client opens one).
-    streams_per_subscription: int = 1
-    #: Publish batches (TRANSPORT="grpc" only; google's client has these
-    #: defaults built in): sent at this many messages, bytes, or seconds after
-    #: the first message, whichever comes first.
-    publisher_batch_max_messages: int = 100
-    publisher_batch_max_bytes: int = 1_000_000
-    publisher_batch_max_latency: float = 0.01
-    #: Seconds stop() waits for in-flight handlers before it gives up on them.
-    drain_timeout: float = 30.0
-    #: Which transport to use: "pubsub", "grpc" (relay's own Pub/Sub client),
-    #: "memory", or a dotted path to a class.
-    transport: str = "pubsub"
-    #: What the worker does to topics and subscriptions at start: "create"
-    #: (create, and update to match the code), "verify" (read-only: fail if
-    #: anything is missing or differs) or "off" (no admin calls at all).
-    provisioning: str = "create"
-    #: Seconds a provisioning call (create/get/update), retries included, may take.
-    admin_timeout: float = 60.0
-    #: Dead-letter topic for subscriptions that declare none; may use {topic}
-    #: and {subscription}, e.g. "{topic}-dead-letter". None: no dead-lettering.
-    dead_letter_topic: str | None = None
-    #: Deliveries before a message goes to the dead-letter topic (5..100).
-    max_delivery_attempts: int = 5
-    #: Create a subscription on each dead-letter topic so dead letters are kept.
-    dead_letter_keep: bool = True
-    #: Publisher back-pressure: messages and bytes published but not yet
-    #: confirmed, at most; and what publish() does at the limit: "block" (wait
-    #: for room, up to PUBLISHER_RETRY_TIMEOUT) or "error" (raise PublishError).
-    publisher_max_messages: int = 1000
-    publisher_max_bytes: int = 100 * 1024 * 1024
-    publisher_limit_behavior: str = "block"
-    #: Port for the worker's /livez and /readyz HTTP probes; None: no server.
-    health_port: int | None = None
-    #: Address the probe server binds (loopback unless you say otherwise).
-    health_host: str = "127.0.0.1"
-    #: Seconds a stream may stay failed or disconnected before /livez fails.
-    health_failure_threshold: float = 120.0
-    #: Log output of relay-cli: "text" (human-readable) or "json" (one object per line).
-    log_format: str = "text"
-    #: Where task outcomes go (``relay.results``): None (off: the worker does no
-    #: result work), "pubsub" (replies on RESULTS_TOPIC), "memory" (in-process,
-    #: for tests) or a dotted path to a ``ResultBackend`` class, built as cls(settings).
-    results: str | None = None
-    #: The topic task outcomes are published to with RESULTS="pubsub" (TOPIC_PREFIX applied).
-    results_topic: str = "relay-results"
+    # Each setting's default, rule, environment form and description are declared
+    # once, in relay.setting_specs (docs/settings.md has the table made from them).
+    gc_project_id: str | None = FIELDS["gc_project_id"]
+    gc_credentials_path: str | None = FIELDS["gc_credentials_path"]
+    gc_credentials_json: str | None = FIELDS["gc_credentials_json"]
+    gc_storage_regions: tuple[str, ...] = FIELDS["gc_storage_regions"]
+    sub_prefix: str = FIELDS["sub_prefix"]
+    topic_prefix: str = FIELDS["topic_prefix"]
+    middleware: tuple[Any, ...] = FIELDS["middleware"]
+    ack_deadline: int = FIELDS["ack_deadline"]
+    publisher_blocking: bool = FIELDS["publisher_blocking"]
+    publisher_timeout: float = FIELDS["publisher_timeout"]
+    publisher_retry_timeout: float = FIELDS["publisher_retry_timeout"]
+    encoder: Callable[[Any], Any] | None = FIELDS["encoder"]
+    filter_subs_by: tuple[Callable[..., bool], ...] = FIELDS["filter_subs_by"]
+    default_retry_policy: RetryPolicy | None = FIELDS["default_retry_policy"]
+    client_options: Mapping[str, Any] = FIELDS["client_options"]
+    concurrency: int = FIELDS["concurrency"]
+    flow_max_messages: int = FIELDS["flow_max_messages"]
+    flow_max_bytes: int = FIELDS["flow_max_bytes"]
+    flow_max_lease_duration: float = FIELDS["flow_max_lease_duration"]
+    flow_max_lease_extension: float = FIELDS["flow_max_lease_extension"]
+    stream_lifetime: float = FIELDS["stream_lifetime"]
+    streams_per_subscription: int = FIELDS["streams_per_subscription"]
+    publisher_batch_max_messages: int = FIELDS["publisher_batch_max_messages"]
+    publisher_batch_max_bytes: int = FIELDS["publisher_batch_max_bytes"]
+    publisher_batch_max_latency: float = FIELDS["publisher_batch_max_latency"]
+    drain_timeout: float = FIELDS["drain_timeout"]
+    transport: str = FIELDS["transport"]
+    provisioning: str = FIELDS["provisioning"]
+    admin_timeout: float = FIELDS["admin_timeout"]
+    dead_letter_topic: str | None = FIELDS["dead_letter_topic"]
+    max_delivery_attempts: int = FIELDS["max_delivery_attempts"]
+    dead_letter_keep: bool = FIELDS["dead_letter_keep"]
+    publisher_max_messages: int = FIELDS["publisher_max_messages"]
+    publisher_max_bytes: int = FIELDS["publisher_max_bytes"]
+    publisher_limit_behavior: str = FIELDS["publisher_limit_behavior"]
+    health_port: int | None = FIELDS["health_port"]
+    health_host: str = FIELDS["health_host"]
+    health_failure_threshold: float = FIELDS["health_failure_threshold"]
+    log_format: str = FIELDS["log_format"]
+    results: str | None = FIELDS["results"]
+    results_topic: str = FIELDS["results_topic"]
 
     # ----------------------------------------------------------------- loading
     @classmethod
@@ -160,15 +105,25 @@ class Settings:
         environ: Mapping[str, str] | None = None,
         **overrides: Any,
     ) -> Settings:
-        """Defaults <- ``mapping`` <- ``RELAY_*`` environment <- keyword overrides."""
+        """Defaults <- ``mapping`` <- ``RELAY_*`` environment <- keyword overrides.
+
+        Every problem is reported at once: one ``ConfigurationError`` with a line
+        for each unknown key and each bad value (a ``SettingsError`` when there
+        are several)."""
+        errors: list[ConfigurationError] = []
         values: dict[str, Any] = {}
         if mapping:
-            values.update(normalise_keys(mapping, source="settings mapping"))
+            values.update(_normalise(mapping, "settings mapping", errors))
         env = os.environ if environ is None else environ
-        values.update(_from_environ(env))
+        values.update(_from_environ(env, errors))
         if overrides:
-            values.update(normalise_keys(overrides, source="keyword arguments"))
-        return cls(**{name: coerce(name, value) for name, value in values.items()})
+            values.update(_normalise(overrides, "keyword arguments", errors))
+        try:  # the constructor checks the credentials, from whatever was given
+            built = cls(**_coerce_all(values, errors))
+        except ConfigurationError as exc:
+            errors.append(exc)
+        raise_all(errors)  # raises if built is unbound
+        return built
 
     @classmethod
     def from_object(cls, obj: Any, *, name: str = "RELAY", **kwargs: Any) -> Settings:
@@ -200,11 +155,12 @@ class Settings:
         validate(self)
 
     def __repr__(self) -> str:
-        """Every setting but the credentials: those show only whether they are set."""
+        """Every setting but the secrets (the credentials): those show only whether
+        they are set."""
         parts = []
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if f.name in CREDENTIALS and value is not None:
+            if f.name in SECRETS and value is not None:
                 parts.append(f"{f.name}=<set, not shown>")
             else:
                 parts.append(f"{f.name}={value!r}")
@@ -253,12 +209,13 @@ class Settings:
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with some settings changed (lower-case field names or KEYS)."""
-        normalised = normalise_keys(changes, source="replace()")
-        coerced = {k: coerce(k, v) for k, v in normalised.items()}
+        errors: list[ConfigurationError] = []
+        coerced = _coerce_all(_normalise(changes, "replace()", errors), errors)
+        raise_all(errors)
         return dataclasses.replace(self, **coerced)
 
 
-KEYS: dict[str, str] = {f.name.upper(): f.name for f in dataclasses.fields(Settings)}
+KEYS: dict[str, str] = {spec.key: spec.name for spec in SPECS.values()}
 
 
 def _read(path: str | None) -> str | None:
@@ -272,23 +229,44 @@ def _read(path: str | None) -> str | None:
 
 
 def normalise_keys(mapping: Mapping[str, Any], *, source: str) -> dict[str, Any]:
+    """``mapping`` by field name; an error naming every unknown key in it."""
+    errors: list[ConfigurationError] = []
+    out = _normalise(mapping, source, errors)
+    raise_all(errors)
+    return out
+
+
+def _normalise(
+    mapping: Mapping[str, Any], source: str, errors: list[ConfigurationError]
+) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in mapping.items():
         upper = str(key).upper()
         if upper in KEYS:
             out[KEYS[upper]] = value
-            continue
-        if upper in RENAMED_KEYS:
-            raise ConfigurationError(
+        elif upper in RENAMED_KEYS:
+            errors.append(ConfigurationError(
                 f"unknown setting {shown(key)} in {source}: relay replaces it with "
                 f"{RENAMED_KEYS[upper]}"
-            )
-        close = [k for k in KEYS if upper[:6] and k.startswith(upper[:6])]
-        hint = f" (did you mean {close[0]}?)" if close else ""
-        raise ConfigurationError(
-            f"unknown setting {shown(key)} in {source}{hint}; known settings: "
-            f"{', '.join(sorted(KEYS))}"
-        )
+            ))
+        else:
+            close = [k for k in KEYS if upper[:6] and k.startswith(upper[:6])]
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            errors.append(ConfigurationError(
+                f"unknown setting {shown(key)} in {source}{hint}; known settings: "
+                f"{', '.join(sorted(KEYS))}"
+            ))
+    return out
+
+
+def _coerce_all(values: Mapping[str, Any], errors: list[ConfigurationError]) -> dict[str, Any]:
+    """The values each setting stores; an error in ``errors`` for each it refuses."""
+    out: dict[str, Any] = {}
+    for name, value in values.items():
+        try:
+            out[name] = coerce(name, value)
+        except ConfigurationError as exc:
+            errors.append(exc)
     return out
 
 
@@ -297,16 +275,20 @@ def normalise_keys(mapping: Mapping[str, Any], *, source: str) -> dict[str, Any]
 _NOT_SETTINGS = frozenset({"RELAY_SETTINGS", "RELAY_EMULATOR", "RELAY_EMULATOR_BIN"})
 
 
-def _from_environ(environ: Mapping[str, str]) -> dict[str, Any]:
+def _from_environ(environ: Mapping[str, str], errors: list[ConfigurationError]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for var, raw in environ.items():
         if not var.startswith(ENV_PREFIX) or var in _NOT_SETTINGS:
             continue
         key = var[len(ENV_PREFIX) :]
         if key not in KEYS:
-            raise ConfigurationError(
+            errors.append(ConfigurationError(
                 f"unknown environment variable {shown(var)}: relay reads RELAY_<KEY> for KEY in "
                 f"{', '.join(sorted(KEYS))} (and RELAY_SETTINGS for a settings module)"
-            )
-        out[KEYS[key]] = parse_env(KEYS[key], var, raw)
+            ))
+            continue
+        try:
+            out[KEYS[key]] = parse_env(KEYS[key], var, raw)
+        except ConfigurationError as exc:
+            errors.append(exc)
     return out

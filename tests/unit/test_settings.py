@@ -62,7 +62,8 @@ def test_unknown_environment_variable() -> None:
         ("FILTER_SUBS_BY", [1], "FILTER_SUBS_BY: 1 is not callable"),
         ("GC_CREDENTIALS_JSON", "{not json", "GC_CREDENTIALS_JSON is not valid JSON"),
         ("FLOW_MAX_LEASE_EXTENSION", 5,
-         "FLOW_MAX_LEASE_EXTENSION: 5; expected 0 (the client's default) or 10 to 600 seconds"),
+         "FLOW_MAX_LEASE_EXTENSION: 5; expected 0 (the subscription's ack deadline) or 10 to "
+         "600 seconds"),
         ("STREAM_LIFETIME", 3,
          "STREAM_LIFETIME: 3; expected 0 (the client's default) or 5 to 3600 seconds"),
         ("STREAM_LIFETIME", 7200, "STREAM_LIFETIME: 7200 is out of range"),
