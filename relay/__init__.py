@@ -19,6 +19,7 @@ from relay.app import (
 )
 from relay.async_result import AsyncResult
 from relay.batch import BatchPublishError, Item, Published, PublishResults
+from relay.budget import PublisherFull
 from relay.errors import (
     AckError,
     ConfigurationError,
@@ -64,6 +65,7 @@ __all__ = [
     "PublishResults",
     "Published",
     "Publisher",
+    "PublisherFull",
     "RelayError",
     "RetryPolicy",
     "Settings",

@@ -1,4 +1,5 @@
-"""``relay-cli``: run a worker, plan provisioning, list subscriptions, publish, run the emulator.
+"""``relay-cli``: run a worker, plan provisioning, list subscriptions, check the
+settings, middleware and subscriptions, publish, run the emulator.
 
 Signals and exit codes live here and only here (library code never exits or
 installs signal handlers):
@@ -11,6 +12,9 @@ installs signal handlers):
   subscriptions, a subs module that fails to import, missing project id, bad
   arguments. One line on stderr, no traceback.
 * ``3``: ``plan --check`` found that Pub/Sub differs from the code.
+
+``check`` exits 0 when it found no problem and 1 when it found some (its report
+lists them all); it never exits 2 for the problems it reports.
 
 A second SIGINT/SIGTERM while ``run`` is draining abandons the drain: the
 emulator (if any) is stopped and the process exits 1 at once.
@@ -45,6 +49,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from relay.check import cmd_check
 from relay.commands import (
     EXIT_CONFIG,
     EXIT_DIFFERS,
@@ -177,6 +182,10 @@ def _subs_options(parser: argparse.ArgumentParser, embedded: bool) -> None:
     _common(parser, subs=True, embedded=embedded)
 
 
+def _check_options(parser: argparse.ArgumentParser, embedded: bool) -> None:
+    _common(parser, subs=True, level="WARNING", embedded=embedded)
+
+
 def _publish_options(parser: argparse.ArgumentParser, embedded: bool) -> None:
     parser.add_argument("topic", metavar="TOPIC", help="topic name (TOPIC_PREFIX is applied)")
     parser.add_argument("data", metavar="DATA", help="the message, as JSON: '{\"id\": 1}'")
@@ -230,6 +239,15 @@ COMMANDS: dict[str, _Command] = {
         "follows). Nothing is changed.",
     ),
     "subs": _Command(cmd_subs, _subs_options, "list the discovered subscriptions"),
+    "check": _Command(
+        cmd_check, _check_options,
+        "report every problem with the settings, middleware and subscriptions (read-only)",
+        "Load the settings, check every MIDDLEWARE entry and its hooks, import every subs "
+        "module and resolve its subscriptions, as run would, and list every problem found, "
+        "with relay's replacement for each Relé name (settings keys, middleware paths, "
+        "exceptions) left in the settings or subs modules. Nothing touches Pub/Sub. Exits "
+        f"{EXIT_OK} when there is no problem, {EXIT_FAILURE} when there is one.",
+    ),
     "publish": _Command(
         cmd_publish, _publish_options, "publish one JSON message and print its id",
         "Publish DATA (JSON) to TOPIC, wait for Pub/Sub to confirm it, print the message id. "

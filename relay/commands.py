@@ -341,7 +341,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_subs(args: argparse.Namespace) -> int:
+    from relay.middleware import validate_middleware
+
     settings = _settings(args)
+    validate_middleware(settings.middleware)  # as `run` does, so `subs` accepts what `run` runs
     subscriptions, where = _declared(args, settings)
     if not subscriptions:
         print(f"no subscriptions found {where}", file=sys.stderr)
@@ -349,7 +352,8 @@ def cmd_subs(args: argparse.Namespace) -> int:
     rows = [("NAME", "TOPIC", "FILTERS", "HANDLER", "MODE")]
     for declared in subscriptions:
         s = declared.resolve(settings)
-        filters = [getattr(f, "__name__", repr(f)) for f in s.filters]
+        filters = [f"global: {getattr(f, '__name__', repr(f))}" for f in settings.filter_subs_by]
+        filters += [getattr(f, "__name__", repr(f)) for f in s.filters]
         if s.backend_filter_by:
             filters.append(f"backend: {s.backend_filter_by}")
         mode = "async" if s.is_async else "sync"
@@ -385,6 +389,10 @@ def cmd_publish(args: argparse.Namespace) -> int:
     from relay.app import App
 
     app = App(settings)
+    # A failure is the one error line relay-cli prints: not also LoggingMiddleware's record.
+    events, quiet = logging.getLogger("relay.events"), _NotPublishFailures()
+    if args.log_level != "DEBUG":
+        events.addFilter(quiet)
     try:
         future = app.publisher.publish(
             args.topic, data, ordering_key=args.ordering_key, attrs=attrs,
@@ -392,8 +400,14 @@ def cmd_publish(args: argparse.Namespace) -> int:
         )
         print(future.result(), flush=True)
     finally:
+        events.removeFilter(quiet)
         app.close()
     return EXIT_OK
+
+
+class _NotPublishFailures(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return getattr(record, "operation", None) != "publish" or record.levelno < logging.ERROR
 
 
 def cmd_emulator(args: argparse.Namespace) -> int:

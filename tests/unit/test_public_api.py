@@ -13,11 +13,20 @@ def test_all_is_exactly_the_public_api() -> None:
             "get_publisher", "publish", "reset", "set_app", "set_publisher", "sub",
             "task", "Task", "AsyncResult", "TaskFailed", "TaskStatus",
             "apublish", "publish_many", "apublish_many", "Item", "Published",
-            "PublishResults", "BatchPublishError",
+            "PublishResults", "BatchPublishError", "PublisherFull",
         ]
     )
     for name in relay.__all__:
         assert hasattr(relay, name), name
+
+
+def test_what_users_catch_is_importable_from_relay() -> None:
+    from relay.budget import PublisherFull
+    from relay.errors import UnrecoverableError
+
+    assert relay.PublisherFull is PublisherFull
+    assert relay.UnrecoverableError is UnrecoverableError
+    assert issubclass(relay.PublisherFull, BufferError)
 
 
 def test_configuration_error_is_a_value_error() -> None:
