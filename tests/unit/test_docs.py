@@ -35,3 +35,22 @@ def test_every_test_the_reliability_table_cites_exists() -> None:
         assert re.search(rf"^(async )?def {name}\(", source, re.M), f"{path}::{name} is missing"
     for row in rows[1:]:
         assert "`tests/" in row, f"a bad-input row cites no test: {row[:80]}"
+
+
+def test_every_guide_is_in_the_site_navigation() -> None:
+    import re
+
+    nav = (DOCS.parent / "mkdocs.yml").read_text().split("\nnav:", 1)[1]
+    listed = set(re.findall(r"([\w/-]+\.md)\s*$", nav, re.M))
+    guides = {path.name for path in DOCS.glob("*.md")} | {"deployment.md"}
+    assert guides - listed == set(), "mkdocs.yml's nav misses these guides"
+    reference = {str(path.relative_to(DOCS)) for path in (DOCS / "reference").glob("*.md")}
+    assert reference - listed == set(), "mkdocs.yml's nav misses these reference pages"
+
+
+def test_the_api_reference_covers_relay_all() -> None:
+    import relay
+
+    text = (DOCS / "reference" / "relay.md").read_text()
+    missing = [name for name in relay.__all__ if f"relay.{name}" not in text]
+    assert missing == [], f"docs/reference/relay.md does not document {missing}"
