@@ -357,10 +357,10 @@ def main(argv: list[str] | None = None) -> int:
     }
     if not args.no_write:
         DOC.parent.mkdir(exist_ok=True)
-        # The sections bench_latency.py and bench_tasks.py write, carried over.
-        kept = "\n\n".join(
-            k for k in (marked_section(DOC, n) for n in ("bench_latency", "bench_tasks")) if k
-        )
+        # The sections bench_latency.py, bench_tasks.py and bench_publish.py
+        # write, carried over.
+        carried = ("bench_latency", "bench_tasks", "bench_publish")
+        kept = "\n\n".join(k for k in (marked_section(DOC, n) for n in carried) if k)
         DOC.write_text(render_doc(args, table, ratio_rows, overhead, info)
                        + (f"\n{kept}\n" if kept else ""))
         print(f"\nwrote {DOC.relative_to(ROOT)}")

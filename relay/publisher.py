@@ -90,6 +90,24 @@ class _Sending:
         return time.perf_counter() - self.started
 
 
+class _OnDone:
+    """The done callback of one publish. A finished ``Future`` keeps its
+    callbacks for as long as the caller keeps it, so this one lets go of the
+    message (payload included) once it has run."""
+
+    __slots__ = ("publisher", "sending")
+
+    def __init__(self, publisher: Publisher, sending: _Sending) -> None:
+        self.publisher: Publisher | None = publisher
+        self.sending: _Sending | None = sending
+
+    def __call__(self, future: Future[str]) -> None:
+        publisher, sending = self.publisher, self.sending
+        self.publisher = self.sending = None
+        if publisher is not None and sending is not None:
+            publisher._on_done(future, sending)
+
+
 class Publisher:
     """Publishes JSON messages through a transport and the middleware chain.
 
@@ -343,7 +361,7 @@ class Publisher:
         except Exception as exc:  # a transport that raises instead of failing the future
             future = Future()
             future.set_exception(exc)
-        future.add_done_callback(lambda done: self._on_done(done, sending))
+        future.add_done_callback(_OnDone(self, sending))
         return future
 
     def _outcome(self, sending: _Sending, future: Future[str], wait: float) -> BaseException | None:

@@ -147,10 +147,13 @@ def test_dead_letters_are_forwarded_with_pubsubs_attributes(clients: Clients) ->
 def test_ordering_keys_one_out_at_a_time_and_redelivered_in_order(clients: Clients) -> None:
     topic = clients.topic()
     sub = clients.subscription(topic, enable_message_ordering=True)
-    for key in ("a", "b"):
-        for i in range(3):
-            clients.publisher.publish(topic, f"{key}{i}".encode(), ordering_key=key)
-    clients.publisher.publish(topic, b"plain").result()
+    futures = [
+        clients.publisher.publish(topic, f"{key}{i}".encode(), ordering_key=key)
+        for key in ("a", "b") for i in range(3)
+    ]
+    futures.append(clients.publisher.publish(topic, b"plain"))
+    for future in futures:  # each ordering key is its own batch: wait for all
+        future.result()
     first = clients.pull(sub)
     assert sorted(m.message.data for m in first) == [b"a0", b"b0", b"plain"]
     by_data = {m.message.data: m.ack_id for m in first}

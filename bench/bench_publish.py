@@ -1,0 +1,415 @@
+"""Publish benchmark: relay (both transports), bare google-cloud-pubsub, Relé and a
+raw gRPC floor, side by side on relay's Pub/Sub server.
+
+    uv run --group bench python bench/bench_publish.py [--messages 50000] [--repeat 3] [--no-write]
+
+Starts relay's server once (``relay.emulator.running_emulator()``, loopback) for
+the run; each round runs every contender (rotated order) in a fresh process of
+this script (``--contender NAME``) on a fresh topic. A child imports its
+library, builds its N messages (``_common.payload(i)``, 2 attributes), publishes
+``--warmup`` of them (clients built, channel open), then times from the first
+publish to the last confirmation: wall, CPU (``getrusage`` self, all threads)
+and the process's peak RSS. Prints a table (medians, each round, ratios to
+``bare``) and rewrites the ``bench_publish`` section of ``docs/performance.md``.
+Figures only: nothing asserts a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+from _common import ATTRIBUTES, PROJECT, guard_environment, median, payload, write_section  # noqa: E402
+
+DOC = ROOT / "docs" / "performance.md"
+SECTION, HEADING = "bench_publish", "## Publishing: 50,000 messages"
+CONTENDERS = ("relay", "relay-grpc", "bare", "rele", "raw")
+#: Messages per Publish request of the raw floor.
+RAW_BATCH = 1000
+#: round -> contender -> the child's figures
+Rounds = list[dict[str, dict[str, Any]]]
+#: What each contender ran with (the doc lists it).
+SETTINGS = {
+    "relay": "`relay.publish(topic, data, **attrs)` (data: the dict) through the process-wide "
+             "`Publisher`, configured by `RELAY_*` variables only (`RELAY_GC_PROJECT_ID`); "
+             'defaults otherwise: `TRANSPORT="pubsub"` (google\'s `PublisherClient`, batches of '
+             "100 messages / 1 MB / 10 ms), `LoggingMiddleware` (logging at WARNING), "
+             "`PUBLISHER_MAX_MESSAGES=1000`; every returned future waited on",
+    "relay-grpc": "the same with `RELAY_TRANSPORT=grpc` (`relay/transports/grpc/`, the same "
+                  "batching defaults)",
+    "bare": "google-cloud-pubsub `PublisherClient()`, default batching (100 messages / 1 MB / "
+            "10 ms), `publish(path, bytes, **attrs)`, every future waited on",
+    "rele": "`rele.config.setup({\"GC_PROJECT_ID\": ...})` (default middleware; no credentials: "
+            "`PUBSUB_EMULATOR_HOST` is set and `google.auth.default()` fails at once on "
+            "loopback), then the global `Publisher.publish(topic, data, **attrs)` that "
+            "`rele.publish` calls (`rele.publish` itself returns None, no future to wait on); "
+            "stdlib `json.dumps`, google's default batching",
+    "raw": f"sync `Publish` RPCs of {RAW_BATCH:,} messages built with `google.pubsub_v1`'s "
+           "protobuf classes (`PublishRequest.pb()`, `PubsubMessage.pb()`) on one "
+           "`grpc.insecure_channel`, one request at a time",
+}
+
+
+# --- the child: one contender per process; the last stdout line is JSON ------
+
+def status_mb(field: str) -> float:
+    """``VmRSS``/``VmHWM`` of this process, in MB."""
+    status = Path("/proc/self/status").read_text()
+    return int(status.split(field + ":", 1)[1].split()[0]) / 1024
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def wait_all(futures: list[Any], timeout: float) -> int:
+    """Wait for every future in turn; the number that failed."""
+    failed = 0
+    for future in futures:
+        try:
+            future.result(timeout=timeout)
+        except Exception:
+            failed += 1
+    return failed
+
+
+Sender = Callable[[list[Any]], int]  # publish these items, wait for all; the failures
+
+
+def sender(publish: Callable[..., Any], target: str, timeout: float) -> Sender:
+    def send(items: list[Any]) -> int:
+        return wait_all([publish(target, d, **ATTRIBUTES) for d in items], timeout)
+
+    return send
+
+
+def setup_relay(topic: str, timeout: float) -> tuple[Sender, Callable[[], None]]:
+    import relay
+
+    return sender(relay.publish, topic, timeout), relay.reset
+
+
+def setup_bare(topic: str, timeout: float) -> tuple[Sender, Callable[[], None]]:
+    from google.cloud import pubsub_v1
+
+    client = pubsub_v1.PublisherClient()
+    return sender(client.publish, client.topic_path(PROJECT, topic), timeout), client.stop
+
+
+def setup_rele(topic: str, timeout: float) -> tuple[Sender, Callable[[], None]]:
+    import rele.config
+    import rele.publishing
+
+    rele.config.setup({"GC_PROJECT_ID": PROJECT})
+    publisher = rele.publishing._publisher
+    assert publisher is not None
+    return sender(publisher.publish, topic, timeout), publisher._client.stop
+
+
+def setup_raw(topic: str, timeout: float) -> tuple[Sender, Callable[[], None]]:
+    import grpc
+    from google.pubsub_v1 import types
+
+    request, message = types.PublishRequest.pb(), types.PubsubMessage.pb()
+    channel = grpc.insecure_channel(os.environ["PUBSUB_EMULATOR_HOST"])
+    call = channel.unary_unary("/google.pubsub.v1.Publisher/Publish",
+                               request_serializer=request.SerializeToString,
+                               response_deserializer=types.PublishResponse.pb().FromString)
+    path = f"projects/{PROJECT}/topics/{topic}"
+
+    def send(items: list[Any]) -> int:
+        confirmed = 0
+        for at in range(0, len(items), RAW_BATCH):
+            chunk = items[at:at + RAW_BATCH]
+            req = request(topic=path,
+                          messages=[message(data=d, attributes=ATTRIBUTES) for d in chunk])
+            confirmed += len(call(req, timeout=timeout).message_ids)
+        return len(items) - confirmed
+
+    return send, channel.close
+
+
+#: contender -> (modules whose import is "after import", setup, data kind)
+SETUPS: dict[str, tuple[tuple[str, ...], Callable[..., Any], str]] = {
+    "relay": (("relay",), setup_relay, "dict"),
+    "relay-grpc": (("relay",), setup_relay, "dict"),
+    "bare": (("google.cloud.pubsub_v1",), setup_bare, "bytes"),
+    "rele": (("rele", "rele.config", "rele.publishing"), setup_rele, "dict"),
+    "raw": (("grpc", "google.pubsub_v1"), setup_raw, "bytes"),
+}
+
+
+def child(name: str, topic: str, n: int, warmup: int, timeout: float) -> dict[str, Any]:
+    import importlib
+
+    import orjson
+
+    modules, setup, kind = SETUPS[name]
+    for module in modules:
+        importlib.import_module(module)
+    out: dict[str, Any] = {"ok": False, "import_mb": status_mb("VmRSS")}
+    # orjson's output bytes keep a ~4 KB allocation each: copy them down to size.
+    items: list[Any] = [bytes(memoryview(payload(i))) for i in range(n)]
+    if kind == "dict":
+        items = [orjson.loads(b) for b in items]
+    send, close = setup(topic, timeout)
+    if warmup and send(items[:warmup]):
+        return {**out, "error": "the warm-up publishes failed"}
+    out["ready_mb"] = status_mb("VmRSS")
+    cpu0, t0 = cpu_seconds(), time.perf_counter()
+    failed = send(items)
+    wall, cpu = time.perf_counter() - t0, cpu_seconds() - cpu0
+    out.update(peak_mb=status_mb("VmHWM"), end_mb=status_mb("VmRSS"), wall_s=wall, cpu_s=cpu,
+               failed=failed, rate=n / wall, cpu_us=1e6 * cpu / n, ok=failed == 0)
+    if failed:
+        out["error"] = f"{failed:,} of {n:,} publishes failed"
+    with contextlib.suppress(Exception):
+        close()
+    return out
+
+
+# --- the driver -----------------------------------------------------------------
+
+def proc_cpu_seconds(pid: int | None) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, TypeError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_contender(name: str, server: Any, admin: Any, tag: str,
+                  args: argparse.Namespace) -> dict[str, Any]:
+    topic = f"pub-{tag}-{name}"
+    path = admin.topic_path(PROJECT, topic)
+    admin.create_topic(request={"name": path})
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RELAY_")}
+    env.update(PUBSUB_EMULATOR_HOST=server.address, RELAY_GC_PROJECT_ID=PROJECT)
+    if name == "relay-grpc":
+        env["RELAY_TRANSPORT"] = "grpc"
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--contender", name, "--topic", topic,
+           "--messages", str(args.messages), "--warmup", str(args.warmup),
+           "--timeout", str(args.timeout)]
+    server0 = proc_cpu_seconds(server.pid)
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=guard_environment(env),
+                              cwd=ROOT, timeout=args.timeout + 120, check=False)
+        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+        result: dict[str, Any] = (json.loads(lines[-1]) if lines else
+                                  {"ok": False, "error": f"exit {proc.returncode}: "
+                                   f"{proc.stderr.strip()[-600:]}"})
+    except subprocess.TimeoutExpired:
+        result = {"ok": False, "error": "the process timed out"}
+    result["server_us"] = 1e6 * (proc_cpu_seconds(server.pid) - server0) / (
+        args.messages + args.warmup)
+    with contextlib.suppress(Exception):
+        admin.delete_topic(request={"topic": path})
+    return result
+
+
+def describe(rnd: int, name: str, r: dict[str, Any]) -> None:
+    print(f"round {rnd} {name:<10} " + (
+        f"{r['rate']:9,.0f} msgs/s  CPU {r['cpu_us']:6.1f} µs/msg  RSS import "
+        f"{r['import_mb']:5.0f} MB, ready {r['ready_mb']:5.0f}, peak {r['peak_mb']:5.0f}  "
+        f"server CPU {r['server_us']:5.1f} µs/msg" if r.get("ok") else
+        f"FAILED: {r.get('error')}"), flush=True)
+
+
+#: (column, key, format, with rounds and ratio to bare)
+COLUMNS = [("msgs/s (wall)", "rate", "{:,.0f}", True),
+           ("CPU µs / msg", "cpu_us", "{:,.1f}", True),
+           ("RSS after import, MB", "import_mb", "{:,.0f}", False),
+           ("RSS with data, ready, MB", "ready_mb", "{:,.0f}", False),
+           ("peak RSS, MB", "peak_mb", "{:,.0f}", True),
+           ("server CPU µs / msg", "server_us", "{:,.1f}", False)]
+LABELS = {"relay": "relay (pubsub transport)", "relay-grpc": "relay (grpc transport)",
+          "bare": "bare google-cloud-pubsub", "rele": "Relé", "raw": "raw gRPC floor"}
+
+
+def values(rounds: Rounds, name: str, key: str) -> list[float | None]:
+    return [r[name][key] if r[name].get("ok") else None for r in rounds]
+
+
+def ratio_to(rounds: Rounds, name: str, other: str, key: str) -> float:
+    if other not in rounds[0]:
+        return float("nan")
+    pairs = zip(values(rounds, name, key), values(rounds, other, key), strict=True)
+    return median(a / b for a, b in pairs if a is not None and b)
+
+
+def render_table(rounds: Rounds, names: list[str]) -> str:
+    head = ["contender"]
+    for title, _, _, rel in COLUMNS:
+        head += [title, "/ bare"] if rel else [title]
+    lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    for name in names:
+        cells = [LABELS[name]]
+        for _, key, fmt, rel in COLUMNS:
+            vals = values(rounds, name, key)
+            ok = [v for v in vals if v is not None]
+            if not ok:
+                cells += ["—", "—"] if rel else ["—"]
+                continue
+            each = ", ".join("failed" if v is None else fmt.format(v) for v in vals)
+            cells.append(f"**{fmt.format(median(ok))}** ({each})" if rel else
+                         fmt.format(median(ok)))
+            if rel:
+                cells.append(f"{ratio_to(rounds, name, 'bare', key):.2f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def failures(rounds: Rounds, names: list[str]) -> list[str]:
+    """'NAME: could not run because ...' for a contender that failed every round."""
+    return [f"{name}: could not run because {rounds[0][name].get('error')}"
+            for name in names if rounds and not any(r[name].get("ok") for r in rounds)]
+
+
+def verdict(rounds: Rounds) -> str:
+    names = [n for n in CONTENDERS if n in rounds[0]]
+    cpu = {n: median(v for v in values(rounds, n, "cpu_us") if v is not None) for n in names}
+    if any(cpu.get(n, float("nan")) != cpu.get(n) for n in ("relay", "relay-grpc", "bare", "raw")):
+        return "relay, relay-grpc, bare or raw did not run, so there is no comparison to draw."
+    less = ratio_to(rounds, "relay", "relay-grpc", "cpu_us")
+    meets = "meets" if less >= 3 else "does not meet"
+    return (f"Publishing, relay on its own gRPC transport spends {cpu['relay-grpc']:.1f} µs of "
+            f"CPU per message against {cpu['relay']:.1f} µs through google's client "
+            f"({less:.1f}x less, median of per-round ratios), so it {meets} \"3x less CPU per "
+            f"message than relay today\"; bare google-cloud-pubsub spends {cpu['bare']:.1f} µs "
+            f"and the raw gRPC floor {cpu['raw']:.1f} µs.")
+
+
+def render_section(table: str, args: argparse.Namespace, info: dict[str, Any]) -> str:
+    found = [f"{d} {metadata.version(d)}" for d in ("relay-pubsub", "google-cloud-pubsub",
+             "grpcio", "protobuf", "orjson", "rele") if any(metadata.distributions(name=d))]
+    settings = "\n".join(f"* **{n}**: {SETTINGS[n]}." for n in info["names"])
+    failed = "".join(f"\n**{line}**\n" for line in info["failures"])
+    return f"""{HEADING}
+
+Written by one command (it rewrites only this section):
+
+```
+{info['command']}
+```
+
+* Run: {info['started']:%Y-%m-%d %H:%M} UTC, {info['wall_s'] / 60:.1f} minutes; relay at \
+commit {info['revision']} (working tree as it was, other work in progress)
+* Machine: {os.cpu_count()} cores, shared with other work and noisy; Linux \
+{platform.release()}, Python {platform.python_version()}
+* Versions: {', '.join(found)}
+* Broker: {info['server']} on loopback, one process for the whole run.
+* Each round (rounds interleaved, order rotated), every contender runs in a fresh
+  process on a fresh topic with no subscription: it imports its library, builds
+  {args.messages:,} messages (`bench/_common.payload(i)`, {info['size']} bytes of
+  JSON, attributes {', '.join(f'`{k}`' for k in ATTRIBUTES)}; relay and Relé get the
+  decoded dict and encode it themselves), publishes {args.warmup} of them as a
+  warm-up (clients built, channel open, not counted), then publishes all
+  {args.messages:,} and waits for every confirmation. Wall: first publish to last
+  confirmation; CPU: `getrusage(RUSAGE_SELF)` user + system, all threads, over the
+  same span; peak RSS: `VmHWM` after it, so it counts what the {args.messages:,}
+  futures the caller holds until the end keep alive. "RSS after import" is taken
+  right after importing the library; "ready" after building the messages (the
+  dicts take ~65 MB more than the bytes) and the warm-up.
+  Server CPU: the broker's own CPU over the child's whole life, per message.
+
+{settings}
+
+Bold: median over the rounds (each round in brackets); / bare: median of the
+per-round ratios to bare google-cloud-pubsub.
+
+{table}
+{failed}
+{info['verdict']}
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--messages", type=int, default=50_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=100, help="uncounted publishes first")
+    parser.add_argument("--contenders", default=",".join(CONTENDERS))
+    parser.add_argument("--timeout", type=float, default=300.0, help="seconds per child run")
+    parser.add_argument("--no-write", action="store_true", help=f"do not write {DOC}")
+    parser.add_argument("--contender", choices=CONTENDERS, help=argparse.SUPPRESS)
+    parser.add_argument("--topic", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    guard_environment()
+    if args.contender:
+        try:
+            out = child(args.contender, args.topic, args.messages, args.warmup, args.timeout)
+        except Exception as exc:  # reported to the driver, which prints it
+            out = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        print(json.dumps(out), flush=True)
+        return 0
+    names = [n for n in args.contenders.split(",") if n]
+    if unknown := set(names) - set(CONTENDERS):
+        parser.error(f"unknown contender(s) {sorted(unknown)}; known: {CONTENDERS}")
+
+    from google.cloud import pubsub_v1
+
+    from relay.emulator import running_emulator
+
+    t0, started = time.monotonic(), dt.datetime.now(dt.timezone.utc)
+    rounds: Rounds = []
+    with running_emulator() as server:
+        label = server.label
+        print(f"{label} on {server.address} (pid {server.pid})", flush=True)
+        admin = pubsub_v1.PublisherClient()
+        for rnd in range(args.repeat):
+            shift = rnd % len(names)
+            results: dict[str, dict[str, Any]] = {}
+            for name in names[shift:] + names[:shift]:
+                results[name] = run_contender(name, server, admin, f"{started:%H%M%S}-{rnd}",
+                                              args)
+                describe(rnd, name, results[name])
+            rounds.append(results)
+        admin.stop()
+    wall = time.monotonic() - t0
+
+    table = render_table(rounds, names)
+    print(f"\n{table}\n")
+    print(f"{args.messages:,} messages, {args.repeat} round(s); wall time {wall:.0f} s")
+    lost = failures(rounds, names)
+    for line in lost:
+        print(line)
+    info = {"command": ("uv run --group bench python bench/bench_publish.py "
+                        + " ".join(a for a in argv if a != "--no-write")).strip(),
+            "started": started, "wall_s": wall, "names": names, "failures": lost,
+            "server": label, "size": len(payload(0)), "revision": revision(),
+            "verdict": verdict(rounds) if rounds else ""}
+    print(info["verdict"])
+    if not args.no_write:
+        write_section(DOC, SECTION, render_section(table, args, info), heading="")
+        print(f"wrote {DOC.relative_to(ROOT)}")
+    return 0 if all(r.get("ok") for rnd in rounds for r in rnd.values()) else 1
+
+
+def revision() -> str:
+    """HEAD's short hash (read only)."""
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, timeout=30, check=False, cwd=ROOT).stdout.strip()
+    return "unknown"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
