@@ -118,24 +118,6 @@ class GrpcTransport(PubSubAdmin, Transport):
             self._project = self.settings.project_id()
         return self._project
 
-    @property
-    def endpoint(self) -> str:
-        options = self.settings.client_options or {}
-        return (
-            self.settings.emulator_host
-            or str(options.get("api_endpoint") or "")
-            or "pubsub.googleapis.com"
-        )
-
-    def topic_path(self, topic: str) -> str:
-        path = self._topic_paths.get(topic)
-        if path is None:
-            path = self._topic_paths[topic] = f"projects/{self.project}/topics/{topic}"
-        return path
-
-    def subscription_path(self, subscription: str) -> str:
-        return f"projects/{self.project}/subscriptions/{subscription}"
-
     # ------------------------------------------------------------- publishing
     def publish(
         self, topic: str, data: bytes, attributes: Mapping[str, str], *, ordering_key: str = ""

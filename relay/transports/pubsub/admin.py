@@ -34,6 +34,8 @@ class PubSubAdmin:
     """Provisioning methods of ``PubSubTransport`` (a mixin: it supplies the clients)."""
 
     settings: Settings
+    #: Full topic names by short name (each transport's constructor makes it).
+    _topic_paths: dict[str, str]
 
     # Supplied by PubSubTransport.
     def _publisher_client(self) -> Any:
@@ -48,13 +50,22 @@ class PubSubAdmin:
 
     @property
     def endpoint(self) -> str:
-        raise NotImplementedError
+        """Where the clients connect: the emulator, a configured endpoint, or Google."""
+        options = self.settings.client_options or {}
+        return (
+            self.settings.emulator_host
+            or str(options.get("api_endpoint") or "")
+            or "pubsub.googleapis.com"
+        )
 
     def topic_path(self, topic: str) -> str:
-        raise NotImplementedError
+        path = self._topic_paths.get(topic)
+        if path is None:
+            path = self._topic_paths[topic] = f"projects/{self.project}/topics/{topic}"
+        return path
 
     def subscription_path(self, subscription: str) -> str:
-        raise NotImplementedError
+        return f"projects/{self.project}/subscriptions/{subscription}"
 
     def ensure_topic(self, topic: str) -> bool:
         client = self._publisher_client()

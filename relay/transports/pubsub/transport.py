@@ -219,25 +219,6 @@ class PubSubTransport(PubSubAdmin, Transport):
                 client = self._subscriber
         return client
 
-    @property
-    def endpoint(self) -> str:
-        """Where the clients connect: the emulator, a configured endpoint, or Google."""
-        options = self.settings.client_options or {}
-        return (
-            self.settings.emulator_host
-            or str(options.get("api_endpoint") or "")
-            or "pubsub.googleapis.com"
-        )
-
-    def topic_path(self, topic: str) -> str:
-        path = self._topic_paths.get(topic)
-        if path is None:
-            path = self._topic_paths[topic] = f"projects/{self.project}/topics/{topic}"
-        return path
-
-    def subscription_path(self, subscription: str) -> str:
-        return f"projects/{self.project}/subscriptions/{subscription}"
-
     # ------------------------------------------------------------- publishing
     def publish(
         self, topic: str, data: bytes, attributes: Mapping[str, str], *, ordering_key: str = ""
