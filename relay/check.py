@@ -33,6 +33,7 @@ from relay.commands import (
     _with_project,
     load_settings,
 )
+from relay.console import say
 from relay.discovery import find_subs_modules, import_module, import_tree, subscriptions_in, unique
 from relay.errors import ConfigurationError
 from relay.middleware import check_middleware
@@ -256,5 +257,5 @@ def check(args: argparse.Namespace) -> Report:
 def cmd_check(args: argparse.Namespace) -> int:
     _configure_logging(args.log_level)
     report = check(args)
-    print(report.render(_prog(args)), flush=True)
+    say(report.render(_prog(args)))
     return EXIT_FAILURE if report.count else EXIT_OK

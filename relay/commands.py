@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from relay.console import say
 from relay.discovery import discover, import_module
 from relay.errors import ConfigurationError, RelayError
 from relay.redaction import redact, shown
@@ -78,7 +79,7 @@ def _error(message: str, args: argparse.Namespace | None = None) -> None:
     index = getattr(args, "worker_index", None)
     if index is not None:
         prog = f"{prog} [worker {index} pid {os.getpid()}]"
-    print(f"{prog}: error: {redact(message)}", file=sys.stderr, flush=True)
+    say(f"{prog}: error: {redact(message)}", stream=sys.stderr)
 
 
 def _configure_logging(level: str, fmt: str = "text") -> None:
@@ -248,11 +249,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         try:
             if args.emulator:
                 emulator = stack.enter_context(_emulator(args.emulator_port, args.emulator))
-                print(
+                say(
                     f"{_prog(args)}: Pub/Sub emulator running at {emulator.address} "
                     f"(pid {emulator.pid}); to use it from another shell: "
-                    f"export PUBSUB_EMULATOR_HOST={emulator.address}",
-                    flush=True,
+                    f"export PUBSUB_EMULATOR_HOST={emulator.address}"
                 )
             if stop.requested.is_set():  # stopped while the emulator was starting
                 return EXIT_OK
@@ -296,15 +296,12 @@ def _run_worker(
                 worker, host=settings.health_host, port=settings.health_port,
                 failure_threshold=settings.health_failure_threshold,
             ).start()
-            print(
-                f"{prog}: health probes at {health.url}/livez and {health.url}/readyz",
-                flush=True,
-            )
+            say(f"{prog}: health probes at {health.url}/livez and {health.url}/readyz")
         if not stop.requested.is_set():
             worker.setup()
         if not stop.requested.is_set():  # a signal during provisioning: do not start
             worker.start()
-            print(READY.replace(PROG, prog, 1), flush=True)
+            say(READY.replace(PROG, prog, 1))
             stop.wait(parent)
     finally:
         worker.stop()
@@ -333,7 +330,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         plan = provisioning.plan(transport, wanted)
     finally:
         transport.close()
-    print(plan.render(show_unchanged=not args.changes_only), flush=True)
+    say(plan.render(show_unchanged=not args.changes_only))
     if args.check and not plan.in_sync:
         _error(f"Pub/Sub differs from the code ({len(plan.problems())} difference(s))", args)
         return EXIT_DIFFERS
@@ -347,7 +344,7 @@ def cmd_subs(args: argparse.Namespace) -> int:
     validate_middleware(settings.middleware)  # as `run` does, so `subs` accepts what `run` runs
     subscriptions, where = _declared(args, settings)
     if not subscriptions:
-        print(f"no subscriptions found {where}", file=sys.stderr)
+        say(f"no subscriptions found {where}", stream=sys.stderr)
         return EXIT_OK
     rows = [("NAME", "TOPIC", "FILTERS", "HANDLER", "MODE")]
     for declared in subscriptions:
@@ -361,7 +358,7 @@ def cmd_subs(args: argparse.Namespace) -> int:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
         cells = [cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=True)]
-        print("  ".join([*cells, row[-1]]))
+        say("  ".join([*cells, row[-1]]))
     return EXIT_OK
 
 
@@ -398,7 +395,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
             args.topic, data, ordering_key=args.ordering_key, attrs=attrs,
             blocking=True, timeout=args.timeout,
         )
-        print(future.result(), flush=True)
+        say(future.result())
     finally:
         events.removeFilter(quiet)
         app.close()
@@ -413,7 +410,7 @@ class _NotPublishFailures(logging.Filter):
 def cmd_emulator(args: argparse.Namespace) -> int:
     _configure_logging(args.log_level)
     with _StopSignals() as stop, _emulator(args.port, args.kind) as emulator:
-        print(f"export PUBSUB_EMULATOR_HOST={emulator.address}", flush=True)
+        say(f"export PUBSUB_EMULATOR_HOST={emulator.address}")
         logger.info("%s running (pid %s); Ctrl-C to stop", emulator.label, emulator.pid)
         process = emulator.process
         while not stop.requested.wait(0.5):

@@ -49,6 +49,7 @@ import time
 from typing import Any
 
 from relay.commands import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, PROG, READY, _StopSignals
+from relay.console import say
 from relay.health import HealthServer, liveness
 from relay.logs import TEXT_DATEFMT, TEXT_FORMAT, TextFormatter
 from relay.process_health import (
@@ -200,8 +201,7 @@ class Supervisor:
                     self, host=self.settings.health_host, port=self.settings.health_port,
                     failure_threshold=self.threshold,
                 ).start()
-                print(f"{self.prog}: health probes at {health.url}/livez and "
-                      f"{health.url}/readyz", flush=True)
+                say(f"{self.prog}: health probes at {health.url}/livez and {health.url}/readyz")
             if not self.stop.requested.is_set():
                 self._provision()
             if self.stop.requested.is_set():
@@ -272,7 +272,7 @@ class Supervisor:
                     run.health_url = found.group(1)
                 else:
                     with self._out, contextlib.suppress(OSError, ValueError):
-                        print(f"{tag} {line}", flush=True)
+                        say(f"{tag} {line}")
 
     def _supervise(self) -> int:
         while not self.stop.requested.is_set():
@@ -284,7 +284,7 @@ class Supervisor:
             if not self.started and all(c.run and c.run.consuming for c in self.children):
                 self.started = True
                 logger.info("all %d workers are consuming", len(self.children))
-                print(READY.replace(PROG, self.prog, 1), flush=True)
+                say(READY.replace(PROG, self.prog, 1))
             self.stop.requested.wait(_TICK)
         return EXIT_OK
 

@@ -8,6 +8,7 @@ import sys
 import threading
 from types import FrameType
 
+from relay.console import say
 from relay.server.server import PubSubServer, ServerError
 
 
@@ -25,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         server = PubSubServer(args.host, args.port, allow_remote=args.allow_remote).start()
     except ServerError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        say(f"error: {exc}", stream=sys.stderr)
         return 2
     stop = threading.Event()
 
@@ -34,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    print(f"relay Pub/Sub server listening on {server.address}", flush=True)
+    say(f"relay Pub/Sub server listening on {server.address}")
     while not stop.wait(0.5):
         pass
     server.stop(grace=1.0)

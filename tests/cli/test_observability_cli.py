@@ -118,7 +118,11 @@ def json_records(output: str) -> list[dict[str, Any]]:
 
 def test_log_format_json_writes_one_object_per_line(project: Project) -> None:
     project.write("subs.py", SUBS)
-    cli = Running(project, "run", "--settings", "subs", "--log-format", "json")
+    # Unbuffered, as in many containers: the CLI's own lines must still not split a log line.
+    cli = Running(
+        project, "run", "--settings", "subs", "--log-format", "json",
+        env={"PYTHONUNBUFFERED": "1"},
+    )
     cli.wait_for('"subscription":"orders"')
     cli.process.send_signal(signal.SIGTERM)
     assert cli.finish() == 0, cli.output()
