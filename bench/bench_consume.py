@@ -359,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
         DOC.parent.mkdir(exist_ok=True)
         # The sections bench_latency.py, bench_tasks.py and bench_publish.py
         # write, carried over.
-        carried = ("bench_latency", "bench_tasks", "bench_publish")
+        carried = ("bench_latency", "bench_tasks", "bench_publish", "bench_push", "bench_targets2")
         kept = "\n\n".join(k for k in (marked_section(DOC, n) for n in carried) if k)
         DOC.write_text(render_doc(args, table, ratio_rows, overhead, info)
                        + (f"\n{kept}\n" if kept else ""))
@@ -454,7 +454,7 @@ Failed runs: {errors}
   acks, and counts. The baseline: no framework at all.
 * **relay** — `relay.Worker([handler])` with settings `CONCURRENCY={args.concurrency}`,
   `FLOW_MAX_MESSAGES={args.flow}`, `DEFAULT_RETRY_POLICY=None` and the default
-  middleware (`LoggingMiddleware`), on the default transport (`PubSubTransport`);
+  middleware (`LoggingMiddleware`), on `TRANSPORT="pubsub"` (`PubSubTransport`);
   `handler` is a sync `@sub` function that only counts. `worker.start()` opens the
   stream; the clock stops at the last handler call. Logging is configured at
   **WARNING**, so `LoggingMiddleware`'s per-message INFO line is never formatted.

@@ -47,10 +47,10 @@ Rounds = list[dict[str, dict[str, Any]]]
 #: What each contender ran with (the doc lists it).
 SETTINGS = {
     "relay": "`relay.publish(topic, data, **attrs)` (data: the dict) through the process-wide "
-             "`Publisher`, configured by `RELAY_*` variables only (`RELAY_GC_PROJECT_ID`); "
-             'defaults otherwise: `TRANSPORT="pubsub"` (google\'s `PublisherClient`, batches of '
-             "100 messages / 1 MB / 10 ms), `LoggingMiddleware` (logging at WARNING), "
-             "`PUBLISHER_MAX_MESSAGES=1000`; every returned future waited on",
+             "`Publisher`, configured by `RELAY_*` variables only (`RELAY_GC_PROJECT_ID`, "
+             '`RELAY_TRANSPORT=pubsub`: google\'s `PublisherClient`, batches of '
+             "100 messages / 1 MB / 10 ms); defaults otherwise: `LoggingMiddleware` (logging "
+             "at WARNING), `PUBLISHER_MAX_MESSAGES=1000`; every returned future waited on",
     "relay-grpc": "the same with `RELAY_TRANSPORT=grpc` (`relay/transports/grpc/`, the same "
                   "batching defaults)",
     "bare": "google-cloud-pubsub `PublisherClient()`, default batching (100 messages / 1 MB / "
@@ -202,8 +202,8 @@ def run_contender(name: str, server: Any, admin: Any, tag: str,
     admin.create_topic(request={"name": path})
     env = {k: v for k, v in os.environ.items() if not k.startswith("RELAY_")}
     env.update(PUBSUB_EMULATOR_HOST=server.address, RELAY_GC_PROJECT_ID=PROJECT)
-    if name == "relay-grpc":
-        env["RELAY_TRANSPORT"] = "grpc"
+    if name in ("relay", "relay-grpc"):  # named either way: grpc is the default now
+        env["RELAY_TRANSPORT"] = "grpc" if name == "relay-grpc" else "pubsub"
     cmd = [sys.executable, str(Path(__file__).resolve()), "--contender", name, "--topic", topic,
            "--messages", str(args.messages), "--warmup", str(args.warmup),
            "--timeout", str(args.timeout)]

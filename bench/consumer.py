@@ -132,7 +132,10 @@ def run_bare(args: argparse.Namespace, counter: Counter) -> tuple[Callable[[], N
 
 # -------------------------------------------------------------------------- relay
 def run_relay(args: argparse.Namespace, counter: Counter) -> tuple[Callable[[], None], Any]:
+    """relay's Worker on google's client (``TRANSPORT="pubsub"``, named: not the default)."""
     import relay
+
+    os.environ.setdefault("RELAY_TRANSPORT", "pubsub")
 
     settings = relay.Settings.load(
         {
@@ -157,6 +160,7 @@ def run_relay(args: argparse.Namespace, counter: Counter) -> tuple[Callable[[], 
         concurrency=worker.concurrency,
         flow_max_messages=settings.flow_max_messages,
         middleware=[type(m).__name__ for m in worker.middleware],
+        transport=settings.transport,
     )
 
     def stop() -> None:
@@ -221,9 +225,7 @@ def run_rele(args: argparse.Namespace, counter: Counter) -> tuple[Callable[[], N
 def run_relay_grpc(args: argparse.Namespace, counter: Counter) -> tuple[Callable[[], None], Any]:
     """relay's Worker on its own gRPC transport (TRANSPORT="grpc"), else as ``relay``."""
     os.environ["RELAY_TRANSPORT"] = "grpc"
-    start, stop = run_relay(args, counter)
-    args.config_out.update(transport="grpc")
-    return start, stop
+    return run_relay(args, counter)
 
 
 CONTENDERS = {"bare": (run_bare, None), "relay": (run_relay, "relay"), "rele": (run_rele, "rele"),

@@ -5,10 +5,13 @@ client's batches until memory ran out. ``Publisher`` takes room for each
 message before handing it to the transport and gives it back when the
 transport's future completes, on whatever thread completes it.
 
-Threads wait for room on a ``threading.Condition``. Coroutines (``apublish``)
-wait on a ``relay.aio.Wakeup`` of their own loop, queued in order; ``release()``
-wakes the first one with ``loop.call_soon_threadsafe``, so the event loop never
-blocks and no thread is parked on a coroutine's behalf.
+One plain lock guards the two counters: taking and giving back room is one
+acquisition each, and nothing else happens under it while nobody waits. Threads
+that find no room wait on a ``threading.Condition`` over that same lock;
+coroutines (``apublish``) wait on a ``relay.aio.Wakeup`` of their own loop,
+queued in order. ``release()`` notifies only when someone waits (a thread, or a
+coroutine woken with ``loop.call_soon_threadsafe``, so the event loop never
+blocks and no thread is parked on a coroutine's behalf).
 """
 
 from __future__ import annotations
@@ -28,10 +31,16 @@ class PublisherFull(BufferError):
 class Budget:
     """Room for at most ``max_messages`` messages and ``max_bytes`` payload bytes."""
 
-    __slots__ = ("_cond", "_sleepers", "bytes", "max_bytes", "max_messages", "messages")
+    __slots__ = (
+        "_cond", "_lock", "_sleepers", "_waiting", "bytes", "max_bytes", "max_messages",
+        "messages",
+    )
 
     def __init__(self, max_messages: int, max_bytes: int) -> None:
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
+        #: Over ``_lock``: threads waiting for room (``_waiting`` of them) wait on it.
+        self._cond = threading.Condition(self._lock)
+        self._waiting = 0
         #: Coroutines waiting for room, first come first woken.
         self._sleepers: deque[Wakeup] = deque()
         self.max_messages = max_messages
@@ -51,14 +60,27 @@ class Budget:
 
     def acquire(self, size: int, wait: float) -> bool:
         """Take room for one message of ``size`` bytes, blocking up to ``wait`` seconds."""
-        with self._cond:
-            if self._full(size):
-                deadline = time.monotonic() + wait
+        with self._lock:
+            messages = self.messages
+            # _full(size), inlined: this is the path every publish takes.
+            if messages < self.max_messages and (
+                not messages or self.bytes + size <= self.max_bytes
+            ):
+                self.messages = messages + 1
+                self.bytes += size
+                return True
+            if wait <= 0:
+                return False
+            deadline = time.monotonic() + wait
+            self._waiting += 1
+            try:
                 while self._full(size):
                     left = deadline - time.monotonic()
                     if left <= 0:
                         return False
                     self._cond.wait(left)
+            finally:
+                self._waiting -= 1
             self._take(size)
             return True
 
@@ -71,7 +93,7 @@ class Budget:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
         while True:
-            with self._cond:
+            with self._lock:
                 if not self._full(size):
                     self._take(size)
                     if self._sleepers and not self._full(0):
@@ -91,7 +113,7 @@ class Budget:
                 self._leave(sleeper)
 
     def _leave(self, sleeper: Wakeup) -> None:
-        with self._cond:
+        with self._lock:
             try:
                 self._sleepers.remove(sleeper)
             except ValueError:  # already woken, but leaving: pass the wake-up on
@@ -104,9 +126,10 @@ class Budget:
                 return
 
     def release(self, size: int) -> None:
-        with self._cond:
+        with self._lock:
             self.messages -= 1
             self.bytes -= size
-            self._cond.notify()
+            if self._waiting:
+                self._cond.notify()
             if self._sleepers:
                 self._wake_next()

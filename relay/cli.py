@@ -118,7 +118,7 @@ def _emulator_kind(text: str) -> str:
 
 def _processes(text: str) -> int:
     """A ``--processes`` value: a count of 1 or more, or ``auto``."""
-    from relay.processes import process_count
+    from relay.process_child import process_count
 
     try:
         return process_count(text)
@@ -175,6 +175,11 @@ def _plan_options(parser: argparse.ArgumentParser, embedded: bool) -> None:
     )
     parser.add_argument(
         "--changes-only", action="store_true", help="do not list what is unchanged"
+    )
+    parser.add_argument(
+        "--apply", action="store_true",
+        help="then make Pub/Sub match (as PROVISIONING='create' does at worker start) and "
+        "exit: a one-shot provisioning step for deploys, e.g. of push subscriptions",
     )
 
 
@@ -236,7 +241,8 @@ COMMANDS: dict[str, _Command] = {
         "bucket notifications) with what exists on Pub/Sub (and Cloud Storage), using "
         "read-only calls, and print the difference: + to create, ~ to update, ! conflicts "
         "that cannot be changed in place, = unchanged, ? not checked here (the reason "
-        "follows). Nothing is changed.",
+        "follows). Nothing is changed, unless --apply is given: then the differences are "
+        f"applied and the command exits {EXIT_OK}, or {EXIT_FAILURE} if a conflict is left.",
     ),
     "subs": _Command(cmd_subs, _subs_options, "list the discovered subscriptions"),
     "check": _Command(

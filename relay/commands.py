@@ -12,23 +12,24 @@ import contextlib
 import json
 import logging
 import os
-import signal
 import sys
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from relay.console import say
 from relay.discovery import discover, import_module
 from relay.errors import ConfigurationError, RelayError
 from relay.redaction import redact, shown
+from relay.setting_values import PUBSUB_TRANSPORTS
 from relay.settings import Settings
+from relay.stop_signals import ForcedExit, StopSignals
 from relay.subscription import Subscription
 
 if TYPE_CHECKING:
     from relay.emulator import Emulator
+    from relay.provisioning import Desired
+    from relay.transports.base import Transport
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -42,10 +43,6 @@ READY = "relay-cli: worker running; press Ctrl-C (or send SIGTERM) to stop"
 PROG = "relay-cli"
 
 logger = logging.getLogger("relay.cli")  # the commands log as the CLI
-
-
-class _ForcedExit(RelayError):
-    """Raised in the main thread by a second stop signal."""
 
 
 @dataclass(frozen=True)
@@ -120,7 +117,7 @@ def _declared(args: argparse.Namespace, settings: Settings) -> tuple[list[Subscr
 
 def _with_project(settings: Settings) -> Settings:
     """Fail early without a project id (Pub/Sub transport), or default it on an emulator."""
-    if settings.transport != "pubsub":
+    if settings.transport not in PUBSUB_TRANSPORTS:
         return settings
     try:
         settings.project_id()
@@ -130,79 +127,6 @@ def _with_project(settings: Settings) -> Settings:
         logger.info("no GC_PROJECT_ID configured; using %r on the emulator", EMULATOR_PROJECT)
         return settings.replace(gc_project_id=EMULATOR_PROJECT)
     return settings
-
-
-class _Flag:
-    """A stop request, set by a signal handler: ``is_set``, ``set``, ``wait`` as an Event's.
-
-    Not a ``threading.Event``: ``Event.wait()`` holds the Event's lock between its
-    steps, and a handler that runs then, in the same (main) thread, would block
-    in ``Event.set()`` on that lock forever. This one is a plain attribute, so
-    setting it takes no lock, and ``wait`` polls it every 50 ms.
-    """
-
-    def __init__(self) -> None:
-        self._set = False
-
-    def set(self) -> None:
-        self._set = True
-
-    def is_set(self) -> bool:
-        return self._set
-
-    def wait(self, timeout: float | None = None) -> bool:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while not self._set:
-            left = 0.05 if deadline is None else min(0.05, deadline - time.monotonic())
-            if left <= 0:
-                break
-            time.sleep(left)
-        return self._set
-
-
-class _StopSignals:
-    """SIGINT/SIGTERM set ``requested``; a second one raises ``_ForcedExit``.
-
-    With ``escalate=False`` (a worker process of ``run --processes N``) a second
-    one is ignored: it is usually the same stop arriving twice (a terminal's
-    Ctrl-C reaches the whole process group, and the supervisor forwards it), and
-    the supervisor forces a stop with SIGKILL.
-    """
-
-    def __init__(self, *, escalate: bool = True) -> None:
-        self.requested = _Flag()
-        self.escalate = escalate
-        self._previous: dict[int, Any] = {}
-
-    def _handle(self, signum: int, frame: FrameType | None) -> None:
-        name = signal.Signals(signum).name
-        if self.requested.is_set():
-            if not self.escalate:
-                logger.debug("%s received again: already stopping", name)
-                return
-            raise _ForcedExit(f"{name} received again: abandoning the drain")
-        logger.info("%s received: stopping gracefully%s", name,
-                    " (send it again to force)" if self.escalate else "")
-        self.requested.set()
-
-    def __enter__(self) -> _StopSignals:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            if signum == signal.SIGINT and signal.getsignal(signum) == signal.SIG_IGN:
-                continue  # started in the background by a shell: Ctrl-C is not for us
-            self._previous[signum] = signal.signal(signum, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-
-    def wait(self, parent: int | None = None) -> None:
-        """Until a stop is requested, or (``parent``: the supervisor's pid) that process
-        is gone: a worker whose supervisor was killed stops by itself."""
-        while not self.requested.wait(0.5):
-            if parent is not None and os.getppid() != parent:
-                logger.warning("the supervisor (pid %d) is gone: stopping gracefully", parent)
-                self.requested.set()
 
 
 @contextlib.contextmanager
@@ -240,12 +164,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     index: int | None = getattr(args, "worker_index", None)
     processes: int = getattr(args, "processes", None) or 1
     if index is not None:
-        from relay.processes import tag_child_logs
+        from relay.process_child import tag_child_logs
 
         tag_child_logs(index)
     if args.emulator and settings.transport == "memory":
         logger.warning("--emulator with TRANSPORT 'memory': the worker will not use it")
-    with _StopSignals(escalate=index is None) as stop, contextlib.ExitStack() as stack:
+    with StopSignals(escalate=index is None) as stop, contextlib.ExitStack() as stack:
         try:
             if args.emulator:
                 emulator = stack.enter_context(_emulator(args.emulator_port, args.emulator))
@@ -267,7 +191,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 _with_project(settings), subscriptions, stop, health_port=args.health_port,
                 prog=_prog(args), parent=getattr(args, "supervisor_pid", None),
             )
-        except _ForcedExit as exc:
+        except ForcedExit as exc:
             logger.error("%s", exc)
             stack.close()  # stop the emulator before leaving
             logging.shutdown()
@@ -277,7 +201,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _run_worker(
-    settings: Settings, subscriptions: list[Subscription], stop: _StopSignals,
+    settings: Settings, subscriptions: list[Subscription], stop: StopSignals,
     *, health_port: int | None = None, prog: str = PROG, parent: int | None = None,
 ) -> int:
     import relay
@@ -328,12 +252,29 @@ def cmd_plan(args: argparse.Namespace) -> int:
     transport = build_transport(settings)
     try:
         plan = provisioning.plan(transport, wanted)
+        say(plan.render(show_unchanged=not args.changes_only))
+        if getattr(args, "apply", False) and not plan.in_sync:
+            return _apply(transport, wanted, args)
     finally:
         transport.close()
-    say(plan.render(show_unchanged=not args.changes_only))
     if args.check and not plan.in_sync:
         _error(f"Pub/Sub differs from the code ({len(plan.problems())} difference(s))", args)
         return EXIT_DIFFERS
+    return EXIT_OK
+
+
+def _apply(transport: Transport, wanted: Desired, args: argparse.Namespace) -> int:
+    """``plan --apply``: provision as ``PROVISIONING='create'`` does, then say what is left."""
+    from relay import provisioning
+
+    results = provisioning.provision(transport, wanted, "create")
+    conflicts = [c for r in results for c in r.conflicts]
+    done = [r for r in results if r.action.value != "unchanged"]
+    say("Applied the plan (topics first, then subscriptions):"
+        + "".join(f"\n  {r.action.value} {r.name}" for r in done))
+    if conflicts:
+        _error("left as they are (cannot be changed in place): " + "; ".join(conflicts), args)
+        return EXIT_FAILURE
     return EXIT_OK
 
 
@@ -409,7 +350,7 @@ class _NotPublishFailures(logging.Filter):
 
 def cmd_emulator(args: argparse.Namespace) -> int:
     _configure_logging(args.log_level)
-    with _StopSignals() as stop, _emulator(args.port, args.kind) as emulator:
+    with StopSignals() as stop, _emulator(args.port, args.kind) as emulator:
         say(f"export PUBSUB_EMULATOR_HOST={emulator.address}")
         logger.info("%s running (pid %s); Ctrl-C to stop", emulator.label, emulator.pid)
         process = emulator.process

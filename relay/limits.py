@@ -9,7 +9,7 @@ https://cloud.google.com/pubsub/docs/create-topic#resource_names.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 
 from relay.errors import ConfigurationError
@@ -19,9 +19,14 @@ MAX_ATTRIBUTE_KEY_BYTES = 256
 MAX_ATTRIBUTE_VALUE_BYTES = 1024
 MAX_PAYLOAD_BYTES = 10 * 1024 * 1024
 #: Attribute names google-cloud-pubsub's ``publish(topic, data, ordering_key, retry,
-#: timeout, **attrs)`` cannot carry, because they are its own parameter names.
-#: Checked for every transport, so tests on the memory transport fail the same way.
+#: timeout, **attrs)`` cannot carry, because they are its own parameter names: the
+#: pubsub transport's ``unsendable_attributes``. The grpc and memory transports
+#: send them; ``validate_attributes`` refuses them unless told what the transport
+#: cannot send.
 UNSENDABLE_ATTRIBUTES = frozenset({"self", "topic", "data", "ordering_key", "retry", "timeout"})
+#: Characters in a key or value short enough to be under the limit in any encoding.
+_SHORT_KEY = MAX_ATTRIBUTE_KEY_BYTES // 4
+_SHORT_VALUE = MAX_ATTRIBUTE_VALUE_BYTES // 4
 #: ``validate_attributes(added=...)`` when the caller set every attribute itself.
 NOBODY: Mapping[str, str] = MappingProxyType({})
 #: Pub/Sub's resource-name rule: a letter, then letters, digits and - . _ ~ % +.
@@ -47,41 +52,66 @@ def validate_name(name: object, kind: str = "topic") -> str:
 
 
 def validate_attributes(
-    attributes: Mapping[str, object], *, added: Mapping[str, str] = NOBODY
+    attributes: Mapping[str, object],
+    *,
+    added: Mapping[str, str] = NOBODY,
+    unsendable: frozenset[str] = UNSENDABLE_ATTRIBUTES,
+    transport: str = "",
 ) -> None:
     """Check message attributes against Pub/Sub's limits.
 
     ``added`` maps the names of attributes the caller did not set to who added
     them (``{"published_at": "relay"}``): they count like any other, and the
     error for too many says how many are the caller's own and how many it may have.
+    ``unsendable``: names the transport cannot send (google-cloud-pubsub's, unless
+    told otherwise); ``transport``, the name of the one that cannot, for the error.
     """
     if len(attributes) > MAX_ATTRIBUTES:
         raise ConfigurationError(_too_many(attributes, added))
-    clash = UNSENDABLE_ATTRIBUTES.intersection(attributes)
-    if clash:
-        raise ConfigurationError(
-            f"attribute name(s) {', '.join(sorted(clash))} cannot be sent: google-cloud-pubsub's "
-            "publish() takes those names as its own parameters; rename the attribute(s)"
-        )
+    if unsendable and not unsendable.isdisjoint(attributes):
+        raise ConfigurationError(_unsendable(unsendable.intersection(attributes), transport))
     for key, value in attributes.items():
-        if not isinstance(key, str) or not key:
-            raise ConfigurationError(f"attribute key {key!r} must be a non-empty string")
-        if not isinstance(value, str):
-            raise ConfigurationError(
-                f"attribute {key!r} has value {value!r} of type {type(value).__name__}; "
-                f"attribute values must be str: pass {key}=str(value) or put it in the data"
-            )
-        if len(key.encode()) > MAX_ATTRIBUTE_KEY_BYTES:
-            raise ConfigurationError(
-                f"attribute key {key[:40]!r}... is {len(key.encode())} bytes; "
-                f"the limit is {MAX_ATTRIBUTE_KEY_BYTES}"
-            )
-        size = len(value.encode())
-        if size > MAX_ATTRIBUTE_VALUE_BYTES:
-            raise ConfigurationError(
-                f"attribute {key!r} is {size} bytes; the limit is {MAX_ATTRIBUTE_VALUE_BYTES}: "
-                "put large values in the data"
-            )
+        # UTF-8 takes at most 4 bytes a character: short strings need no encoding.
+        # (A subclass of str takes the long way, through isinstance.)
+        if (
+            key.__class__ is str
+            and value.__class__ is str
+            and 0 < len(key) <= _SHORT_KEY
+            and len(value) <= _SHORT_VALUE
+        ):
+            continue
+        _check_attribute(key, value)
+
+
+def _unsendable(names: Iterable[str], transport: str) -> str:
+    through = f" through {transport}" if transport else ""
+    return (
+        f"attribute name(s) {', '.join(sorted(names))} cannot be sent{through}: "
+        "google-cloud-pubsub's publish() takes those names as its own parameters; rename "
+        'the attribute(s), or publish with relay\'s gRPC transport (TRANSPORT="grpc"), '
+        "which sends any attribute name"
+    )
+
+
+def _check_attribute(key: object, value: object) -> None:
+    if not isinstance(key, str) or not key:
+        raise ConfigurationError(f"attribute key {key!r} must be a non-empty string")
+    if not isinstance(value, str):
+        raise ConfigurationError(
+            f"attribute {key!r} has value {value!r} of type {type(value).__name__}; "
+            f"attribute values must be str: pass {key}=str(value) or put it in the data"
+        )
+    if len(key.encode()) > MAX_ATTRIBUTE_KEY_BYTES:
+        raise ConfigurationError(
+            f"attribute key {key[:40]!r}... is {len(key.encode())} bytes; "
+            f"the limit is {MAX_ATTRIBUTE_KEY_BYTES}"
+        )
+    size = len(value.encode())
+    if size > MAX_ATTRIBUTE_VALUE_BYTES:
+        raise ConfigurationError(
+            f"attribute {key!r} is {size} bytes; the limit is {MAX_ATTRIBUTE_VALUE_BYTES}: "
+            "put large values in the data"
+        )
 
 
 def _too_many(attributes: Mapping[str, object], added: Mapping[str, str]) -> str:

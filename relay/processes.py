@@ -43,15 +43,14 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 from typing import Any
 
-from relay.commands import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, PROG, READY, _StopSignals
+from relay.commands import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, PROG, READY
 from relay.console import say
 from relay.health import HealthServer, liveness
-from relay.logs import TEXT_DATEFMT, TEXT_FORMAT, TextFormatter
+from relay.process_child import child_command
 from relay.process_health import (
     SupervisorHealth,
     WorkerRun,
@@ -61,11 +60,10 @@ from relay.process_health import (
     worker_status,
 )
 from relay.settings import Settings
+from relay.stop_signals import StopSignals
 from relay.subscription import Subscription
 
-__all__ = [
-    "Supervisor", "cpu_count", "process_count", "restart_delay", "supervise", "tag_child_logs",
-]
+__all__ = ["Supervisor", "restart_delay", "supervise"]
 
 logger = logging.getLogger("relay.processes")
 
@@ -79,28 +77,6 @@ CRASH_LOOP = 5
 STOP_MARGIN = 15.0
 _TICK = 0.1
 _HEALTH_LINE = re.compile(r"health probes at (http://\S+)/livez")
-
-
-def cpu_count() -> int:
-    """CPUs this process may run on: its affinity (Linux; what a container's cpuset
-    allows), else ``os.cpu_count()``. A CPU quota (``cpu.max``) is not seen."""
-    affinity = getattr(os, "sched_getaffinity", None)
-    if affinity is not None:
-        return max(1, len(affinity(0)))
-    return os.cpu_count() or 1
-
-
-def process_count(text: str) -> int:
-    """``--processes``: ``auto`` (``cpu_count()``) or a whole number of at least 1."""
-    if text.strip().lower() == "auto":
-        return cpu_count()
-    try:
-        count = int(text)
-    except ValueError:
-        count = 0
-    if count < 1:
-        raise ValueError(f"{text!r} is not a number of processes: give 1 or more, or auto")
-    return count
 
 
 def restart_delay(failures: int) -> float:
@@ -117,60 +93,13 @@ def _exit_text(code: int) -> str:
         return f"was killed by signal {-code}"
 
 
-# ------------------------------------------------------------ in each child
-class _Tag(logging.Filter):
-    def __init__(self, index: int) -> None:
-        super().__init__()
-        self.index = index
-        self.pid = os.getpid()
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.worker = self.index  # JSON logs: "worker" and "pid" keys
-        record.pid = self.pid
-        return True
-
-
-class _TaggedText(TextFormatter):
-    """``TEXT_FORMAT`` with ``[worker I pid P]`` before the logger's name."""
-
-    def __init__(self, tag: str) -> None:
-        logging.Formatter.__init__(
-            self, TEXT_FORMAT.replace("%(name)s", f"{tag} %(name)s"), datefmt=TEXT_DATEFMT
-        )
-
-
-def tag_child_logs(index: int) -> None:
-    """Make a child's log lines say which worker wrote them (text: ``[worker I pid P]``)."""
-    tag = f"[worker {index} pid {os.getpid()}]"
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(_Tag(index))
-        if type(handler.formatter) is TextFormatter:  # relay-cli's, not the application's
-            handler.setFormatter(_TaggedText(tag))
-
-
-def child_command(args: argparse.Namespace, index: int, *, provisioning: str = "off") -> list[str]:
-    """The command line of child ``index``: ``relay-cli run`` as the supervisor was run."""
-    command = [
-        sys.executable, "-m", "relay.cli", "run", "--root", os.path.abspath(args.root),
-        "--log-level", args.log_level, "--provisioning", provisioning, "--health-port", "0",
-        "--worker-index", str(index), "--supervisor-pid", str(os.getpid()),
-    ]
-    if args.settings:
-        command += ["--settings", args.settings]
-    if args.log_format:
-        command += ["--log-format", args.log_format]
-    if args.subs:
-        command += ["--subs", *args.subs]
-    return command
-
-
 # --------------------------------------------------------- in the supervisor
 class Supervisor:
     """Runs ``count`` worker processes until ``stop`` is requested; see the module docstring."""
 
     def __init__(
         self, args: argparse.Namespace, settings: Settings, subscriptions: list[Subscription],
-        stop: _StopSignals, *, count: int, prog: str = PROG,
+        stop: StopSignals, *, count: int, prog: str = PROG,
     ) -> None:
         self.args = args
         self.settings = settings
@@ -434,7 +363,7 @@ class Supervisor:
 
 def supervise(
     args: argparse.Namespace, settings: Settings, subscriptions: list[Subscription],
-    stop: _StopSignals, *, count: int, prog: str = PROG,
+    stop: StopSignals, *, count: int, prog: str = PROG,
 ) -> int:
     """``relay-cli run --processes COUNT``: run a ``Supervisor``; the exit code."""
     if args.health_port is not None:  # --health-port beats HEALTH_PORT, validated the same way

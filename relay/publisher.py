@@ -4,39 +4,29 @@
 (``relay.get_publisher()``), built from the settings on first use.
 
 Every way of publishing (``publish``, ``apublish``, ``publish_many``,
-``apublish_many``) takes the same four steps: ``_prepare`` (validate, encode,
-``pre_publish`` hooks), admission to the back-pressure budget, ``_send`` (hand
-the bytes to the transport; the post-publish hook fires when its future
-completes) and, when the caller waits, ``_outcome``. The async forms differ
-only in how they wait for room and for confirmation: they await, on their own
-event loop, what the sync forms block on.
+``apublish_many``) takes the same four steps: ``Outgoing.prepare`` (validate,
+encode, ``pre_publish`` hooks; ``relay.outgoing``), admission to the
+back-pressure budget, ``_send`` (hand the bytes to the transport; the
+post-publish hook fires when its future completes) and, when the caller
+waits, ``_outcome``. The async forms differ only in how they wait for room and
+for confirmation: they await, on their own event loop, what the sync forms
+block on.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from collections.abc import Iterable, Mapping
 from concurrent.futures import CancelledError, Future
 from concurrent.futures import wait as wait_futures
-from types import MappingProxyType
 from typing import Any
 
 from relay import aio
 from relay.batch import BatchPublishError, Item, Published, PublishResults
 from relay.budget import Budget, PublisherFull
-from relay.codec import Codec
 from relay.errors import ConfigurationError, PublishError
-from relay.limits import (
-    MAX_ATTRIBUTES,
-    NOBODY,
-    validate_attributes,
-    validate_name,
-    validate_payload,
-)
-from relay.message import OutgoingMessage
 from relay.middleware import MiddlewareChain
+from relay.outgoing import Outgoing, Sending
 from relay.settings import Settings
 from relay.transports.base import Transport
 
@@ -49,70 +39,12 @@ RESERVED_NAMES = frozenset(
 )
 
 
-#: Who set an attribute the caller did not: ``validate_attributes`` counts them apart.
-_ADDED_BY_RELAY: Mapping[str, str] = MappingProxyType({"published_at": "relay"})
-
-
-def _who_added(
-    final: Mapping[str, str], attrs: Mapping[str, str] | None, attributes: Mapping[str, str]
-) -> dict[str, str]:
-    """The attributes publish()'s caller did not pass, and who added them."""
-    own = set(attrs or ()).union(attributes)
-    return {
-        name: "relay" if name == "published_at" else "pre_publish middleware"
-        for name in final
-        if name not in own
-    }
-
-
-class _Sending:
-    """One message on its way: what the hooks saw, when it started, its share of
-    the budget, and whether its post-publish hook has fired (exactly one fires)."""
-
-    __slots__ = ("_lock", "message", "settled", "size", "started")
-
-    def __init__(self, message: OutgoingMessage, started: float) -> None:
-        self.message = message
-        self.started = started
-        self.size = len(message.payload)
-        self.settled = False
-        self._lock = threading.Lock()
-
-    def claim(self) -> bool:
-        """True for the first caller only: that one fires the post-publish hook."""
-        with self._lock:
-            if self.settled:
-                return False
-            self.settled = True
-            return True
-
-    def elapsed(self) -> float:
-        return time.perf_counter() - self.started
-
-
-class _OnDone:
-    """The done callback of one publish. A finished ``Future`` keeps its
-    callbacks for as long as the caller keeps it, so this one lets go of the
-    message (payload included) once it has run."""
-
-    __slots__ = ("publisher", "sending")
-
-    def __init__(self, publisher: Publisher, sending: _Sending) -> None:
-        self.publisher: Publisher | None = publisher
-        self.sending: _Sending | None = sending
-
-    def __call__(self, future: Future[str]) -> None:
-        publisher, sending = self.publisher, self.sending
-        self.publisher = self.sending = None
-        if publisher is not None and sending is not None:
-            publisher._on_done(future, sending)
-
-
 class Publisher:
     """Publishes JSON messages through a transport and the middleware chain.
 
     Keep one per process (``relay.get_publisher()``): each one holds a
-    transport with its own connections and batching threads.
+    transport with its own connections and batching threads. Its settings and
+    transport are fixed for its life (topic names are validated once each).
     """
 
     def __init__(
@@ -125,10 +57,22 @@ class Publisher:
         self.settings = settings or Settings()
         self.transport = transport
         self.middleware = middleware if middleware is not None else MiddlewareChain()
-        self._codec = Codec(self.settings.encoder)
+        self._outgoing = Outgoing(self.settings, transport)
         self._budget = Budget(
             self.settings.publisher_max_messages, self.settings.publisher_max_bytes
         )
+        #: How long a publish may wait for room in the budget.
+        self._room_wait = (
+            self.settings.publisher_retry_timeout
+            if self.settings.publisher_limit_behavior == "block"
+            else 0.0
+        )
+        #: Future -> its message, from hand-over until the future's done callback
+        #: or a blocking publish's timeout takes it out: whichever pops it (a dict
+        #: pop is atomic) fires the post-publish hook.
+        self._in_flight: dict[Future[str], Sending] = {}
+        #: The one done callback of every future: no object per publish.
+        self._settle = self._on_done
 
     @property
     def outstanding(self) -> tuple[int, int]:
@@ -165,8 +109,9 @@ class Publisher:
         in ``attrs={...}`` (that works for ``blocking``, ``attrs`` and
         ``raise_exception``; attributes named ``topic``, ``data``,
         ``ordering_key``, ``retry``, ``timeout`` or ``self`` cannot be sent
-        through google-cloud-pubsub at all and are rejected up front, see
-        ``relay.limits.UNSENDABLE_ATTRIBUTES``). A ``published_at`` attribute
+        through google-cloud-pubsub at all, so on ``TRANSPORT="pubsub"`` they
+        are rejected up front, see ``Transport.unsendable_attributes``; the
+        grpc and memory transports send them). A ``published_at`` attribute
         (epoch seconds, as Relé sets it) is added unless present; it counts
         toward Pub/Sub's 100, so 99 of the caller's own fit beside it.
 
@@ -179,8 +124,10 @@ class Publisher:
         when non-blocking: nothing is queued without bound, nothing is dropped
         silently.
         """
-        sending = self._prepare(topic, data, ordering_key, attrs, attributes)
-        if not self._budget.acquire(sending.size, self._room_wait()):
+        sending = self._outgoing.prepare(
+            self.middleware, topic, data, ordering_key, attrs, attributes
+        )
+        if not self._budget.acquire(sending.size, self._room_wait):
             full = self._refused(sending)
             self._fail(sending, full, raise_exception)
             rejected: Future[str] = Future()
@@ -219,8 +166,10 @@ class Publisher:
         attributes either: pass such attributes in ``attrs={...}``.
         """
         _refuse_sync_options(attributes)
-        sending = self._prepare(topic, data, ordering_key, attrs, attributes)
-        if not await self._budget.acquire_async(sending.size, self._room_wait()):
+        sending = self._outgoing.prepare(
+            self.middleware, topic, data, ordering_key, attrs, attributes
+        )
+        if not await self._budget.acquire_async(sending.size, self._room_wait):
             self._fail(sending, self._refused(sending), raise_exception=True)
         future = self._send(sending)
         wait = self.settings.publisher_timeout if timeout is None else timeout
@@ -255,7 +204,7 @@ class Publisher:
         for index, item in enumerate(items):
             entry = self._entry(topic, index, item)
             if entry.sending is not None:
-                self._admit(entry, self._budget.acquire(entry.sending.size, self._room_wait()))
+                self._admit(entry, self._budget.acquire(entry.sending.size, self._room_wait))
             entries.append(entry)
         wait = self.settings.publisher_timeout if timeout is None else timeout
         wait_futures([e.future for e in entries if e.future is not None], timeout=wait)
@@ -276,7 +225,7 @@ class Publisher:
         for index, item in enumerate(items):
             entry = self._entry(topic, index, item)
             if entry.sending is not None:
-                room = await self._budget.acquire_async(entry.sending.size, self._room_wait())
+                room = await self._budget.acquire_async(entry.sending.size, self._room_wait)
                 self._admit(entry, room)
             entries.append(entry)
         wait = self.settings.publisher_timeout if timeout is None else timeout
@@ -284,54 +233,7 @@ class Publisher:
         return self._results(topic, entries, wait, raise_exception)
 
     # ------------------------------------------------------------------ steps
-    def _prepare(
-        self,
-        topic: str,
-        data: Any,
-        ordering_key: str,
-        attrs: Mapping[str, str] | None,
-        attributes: Mapping[str, str],
-    ) -> _Sending:
-        """Validate and encode; run ``pre_publish``. Raises on bad input."""
-        full_topic = validate_name(self.settings.topic_prefix + topic, "topic")
-        merged: dict[str, str] = dict(attrs) if attrs else {}
-        if attributes:
-            merged.update(attributes)
-        added = NOBODY
-        if "published_at" not in merged:
-            merged["published_at"] = str(time.time())
-            added = _ADDED_BY_RELAY
-        validate_attributes(merged, added=added)
-        if ordering_key and not isinstance(ordering_key, str):
-            raise ConfigurationError(f"ordering_key must be a string, got {ordering_key!r}")
-        payload = self._codec.encode(data)
-        validate_payload(full_topic, payload)
-
-        message = OutgoingMessage(full_topic, data, merged, ordering_key, payload)
-        sending = _Sending(message, time.perf_counter())
-        chain = self.middleware
-        if chain.has("pre_publish"):
-            chain.run("pre_publish", message)
-            final = message.attributes
-            if len(final) > MAX_ATTRIBUTES:  # only the error for too many needs who added what
-                added = _who_added(final, attrs, attributes)
-            try:
-                validate_attributes(final, added=added)  # what middleware added counts too
-            except ConfigurationError as exc:
-                # pre_publish ran, so its post hook must too (a span must end).
-                sending.claim()
-                chain.run("post_publish_failure", message, exc, sending.elapsed())
-                raise
-            sending.size = len(message.payload)
-        return sending
-
-    def _room_wait(self) -> float:
-        """How long a publish may wait for room in the budget."""
-        if self.settings.publisher_limit_behavior == "block":
-            return self.settings.publisher_retry_timeout
-        return 0.0
-
-    def _refused(self, sending: _Sending) -> PublisherFull:
+    def _refused(self, sending: Sending) -> PublisherFull:
         """The budget had no room: fire the failure hook, return the error."""
         budget = self._budget
         full = PublisherFull(
@@ -341,11 +243,10 @@ class Publisher:
             f"{self.settings.publisher_limit_behavior!r}); Pub/Sub is slow or unreachable, "
             "or the limits are too low for this rate"
         )
-        sending.claim()
         self.middleware.run("post_publish_failure", sending.message, full, sending.elapsed())
         return full
 
-    def _send(self, sending: _Sending) -> Future[str]:
+    def _send(self, sending: Sending) -> Future[str]:
         """Hand the message to the transport (its budget share already taken)."""
         message = sending.message
         try:
@@ -355,22 +256,25 @@ class Publisher:
             )
         except ConfigurationError as exc:  # bad settings or input: the caller sees it now
             self._budget.release(sending.size)
-            sending.claim()
             self.middleware.run("post_publish_failure", message, exc, sending.elapsed())
             raise
         except Exception as exc:  # a transport that raises instead of failing the future
             future = Future()
             future.set_exception(exc)
-        future.add_done_callback(_OnDone(self, sending))
+        self._in_flight[future] = sending  # before: the callback may run at once
+        future.add_done_callback(self._settle)
         return future
 
-    def _outcome(self, sending: _Sending, future: Future[str], wait: float) -> BaseException | None:
+    def _outcome(self, sending: Sending, future: Future[str], wait: float) -> BaseException | None:
         """After a wait of ``wait`` seconds: the error, or None if confirmed."""
         if not future.done():
             error = TimeoutError(
                 f"publishing to {sending.message.topic!r} did not complete within {wait} s"
             )
-            if sending.claim():  # a late confirmation fires no further hook
+            # Taken out of the table, a late confirmation fires no further hook,
+            # and only gives its room back.
+            if self._in_flight.pop(future, None) is not None:
+                future.add_done_callback(_Release(self._budget, sending.size))
                 self.middleware.run(
                     "post_publish_failure", sending.message, error, sending.elapsed()
                 )
@@ -379,22 +283,24 @@ class Publisher:
             return CancelledError("the publish was cancelled")
         return future.exception()
 
-    def _fail(self, sending: _Sending, error: BaseException, raise_exception: bool) -> None:
+    def _fail(self, sending: Sending, error: BaseException, raise_exception: bool) -> None:
         topic = sending.message.topic
         if raise_exception:
             raise PublishError(topic, error) from error
         logger.error("publishing to %s failed: %s", topic, error)
 
-    def _on_done(self, future: Future[str], sending: _Sending) -> None:
-        self._budget.release(sending.size)
-        if not sending.claim():
+    def _on_done(self, future: Future[str]) -> None:
+        """Every handed-over future's done callback (on the thread that completed it)."""
+        sending = self._in_flight.pop(future, None)
+        if sending is None:  # a blocking publish timed out: its failure hook fired
             return
+        self._budget.release(sending.size)
         message = sending.message
         exc: BaseException | None
-        if future.cancelled():
-            exc = CancelledError("the publish was cancelled")
-        else:
+        try:
             exc = future.exception()
+        except CancelledError:
+            exc = CancelledError("the publish was cancelled")
         if exc is None:
             message.message_id = future.result()
             self.middleware.run("post_publish_success", message, sending.elapsed())
@@ -408,9 +314,11 @@ class Publisher:
         """Prepare one batch item; bad input becomes that item's error."""
         try:
             if isinstance(item, Item):
-                sending = self._prepare(topic, item.data, item.ordering_key, item.attrs, {})
+                sending = self._outgoing.prepare(
+                    self.middleware, topic, item.data, item.ordering_key, item.attrs, {}
+                )
             else:
-                sending = self._prepare(topic, item, "", None, {})
+                sending = self._outgoing.prepare(self.middleware, topic, item, "", None, {})
         except Exception as exc:
             return _Entry(index, None, exc)
         return _Entry(index, sending, None)
@@ -449,12 +357,26 @@ class Publisher:
         self.transport.close()
 
 
+class _Release:
+    """Gives a message's room back once its future completes (after a timeout
+    fired its failure hook); holds the size, not the message."""
+
+    __slots__ = ("budget", "size")
+
+    def __init__(self, budget: Budget, size: int) -> None:
+        self.budget = budget
+        self.size = size
+
+    def __call__(self, future: Future[str]) -> None:
+        self.budget.release(self.size)
+
+
 class _Entry:
     """One item of a batch: prepared (``sending``), handed over (``future``) or failed."""
 
     __slots__ = ("error", "future", "index", "sending")
 
-    def __init__(self, index: int, sending: _Sending | None, error: BaseException | None) -> None:
+    def __init__(self, index: int, sending: Sending | None, error: BaseException | None) -> None:
         self.index = index
         self.sending = sending
         self.error = error

@@ -311,11 +311,17 @@ def client_options(key: str, value: Any) -> dict[str, Any]:
     return dict(value)
 
 
+#: The built-in transports that talk to Pub/Sub (or an emulator of it): they need a
+#: project id and can reach Google's other services.
+PUBSUB_TRANSPORTS = ("grpc", "pubsub")
+
+
 def transport(key: str, value: Any) -> str:
-    if not isinstance(value, str) or not (value in ("pubsub", "grpc", "memory") or "." in value):
+    if not isinstance(value, str) or not (value in (*PUBSUB_TRANSPORTS, "memory") or "." in value):
         raise ConfigurationError(
-            f"{key}: {shown(value)}; expected 'pubsub', 'memory' or a dotted path to a "
-            "Transport class (or 'grpc': relay's own Pub/Sub transport)"
+            f"{key}: {shown(value)}; expected 'grpc' (relay's own Pub/Sub transport), "
+            "'pubsub' (google-cloud-pubsub's client), 'memory' or a dotted path to a "
+            "Transport class"
         )
     return value
 

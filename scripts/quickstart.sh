@@ -62,8 +62,8 @@ trap 'exit 143' TERM
 
 # wait_for PATTERN COUNT TIMEOUT: until the worker log has COUNT lines matching PATTERN.
 wait_for() {
-    local pattern=$1 count=$2 timeout=$3 deadline=$((SECONDS + $3))
-    while (( $(grep -cE -- "$pattern" "$LOG" || true) < count )); do
+    local pattern=$1 count=$2 timeout=$3 deadline=$((SECONDS + $3)) seen
+    while seen=$(grep -cE -- "$pattern" "$LOG" 2>/dev/null || true); (( ${seen:-0} < count )); do
         alive "$WORKER_PID" || fail "the worker exited early (see its log below)"
         (( SECONDS < deadline )) \
             || fail "timed out after ${timeout}s waiting for $count line(s) matching '$pattern'"
@@ -91,6 +91,7 @@ fi
 # ---------------------------------------------------------------- the worker
 cd "$ROOT/examples/quickstart"
 say "starting the emulator and the worker: relay-cli run --settings settings --emulator  (in examples/quickstart)"
+: >"$LOG"  # before the worker starts: its own redirection happens in the child, later
 "$CLI" run --settings settings --emulator >"$LOG" 2>&1 </dev/null &
 WORKER_PID=$!
 

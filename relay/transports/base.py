@@ -12,7 +12,8 @@ transport author needs to read.
 What a transport implements (``tests/transports/test_contract.py`` runs the
 same checks against the memory transport and the Pub/Sub emulator):
 
-``Transport``, eight abstract methods:
+``Transport``, eight abstract methods and one capability,
+``unsendable_attributes`` (attribute names it cannot send; empty by default):
 
 * ``publish(topic, data, attributes, *, ordering_key="")``: never blocks on the
   network; returns a future resolved with the server-assigned message id, or
@@ -83,7 +84,14 @@ UPDATABLE = (
     "dead_letter_topic",
     "max_delivery_attempts",
     "enable_exactly_once_delivery",
+    "push_endpoint",
+    "push_service_account",
+    "push_audience",
 )
+
+#: The ``SubscriptionSpec`` fields that make up the push configuration; set
+#: together (Pub/Sub replaces the whole push configuration at once).
+PUSH_FIELDS = ("push_endpoint", "push_service_account", "push_audience")
 
 
 class ReceivedMessage(abc.ABC):
@@ -185,6 +193,20 @@ class SubscriptionSpec:
     #: Seconds an unacked message is kept; None: the broker's default (7 days).
     #: Set at creation only, like ``expiration_ttl``.
     message_retention: float | None = None
+    #: Where the broker POSTs each message; "" for a pull subscription. Changing
+    #: it switches the subscription between pull and push in place.
+    push_endpoint: str = ""
+    #: The service account whose OIDC token the broker attaches to each push
+    #: request ("" for none: unauthenticated push).
+    push_service_account: str = ""
+    #: The token's audience; only with ``push_service_account``. Provisioning
+    #: passes the endpoint URL when none is declared (Pub/Sub's own default).
+    push_audience: str = ""
+
+    @property
+    def is_push(self) -> bool:
+        """True for a push subscription (it has an endpoint)."""
+        return bool(self.push_endpoint)
 
 
 class ProvisionAction(str, enum.Enum):
@@ -245,6 +267,12 @@ MessageCallback = Callable[[ReceivedMessage], None]
 
 class Transport(abc.ABC):
     """What relay needs from a broker. Names are short names, already prefixed."""
+
+    #: Attribute names this transport cannot send (the pubsub transport: those
+    #: google-cloud-pubsub's ``publish()`` takes as its own parameters). The
+    #: ``Publisher`` refuses them with ``ConfigurationError`` before anything is
+    #: sent; empty (the default): any name goes.
+    unsendable_attributes: frozenset[str] = frozenset()
 
     @abc.abstractmethod
     def publish(

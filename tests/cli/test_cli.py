@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from relay.cli import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, main
+from relay.errors import ConfigurationError
 from tests.cli.conftest import Project
 
 SUBS = """
@@ -131,11 +132,13 @@ def test_run_without_subscriptions_exits_2(
     assert "no subscriptions found" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("transport", ["grpc", "pubsub"])
 def test_run_without_a_project_id_exits_2(
-    project: Project, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    project: Project, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    transport: str,
 ) -> None:
     project.write("subs.py", SUBS)
-    monkeypatch.setenv("RELAY_TRANSPORT", "pubsub")
+    monkeypatch.setenv("RELAY_TRANSPORT", transport)
     for var in ("GCLOUD_PROJECT", "PUBSUB_PROJECT_ID"):
         monkeypatch.delenv(var, raising=False)
 
@@ -233,3 +236,21 @@ def test_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
     for args in (["--help"], ["run", "--help"], ["publish", "--help"]):
         assert main(args) == EXIT_OK
     assert "--emulator" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("transport", ["grpc", "pubsub"])
+def test_on_an_emulator_a_missing_project_id_defaults_on_both_pubsub_transports(
+    monkeypatch: pytest.MonkeyPatch, transport: str
+) -> None:
+    from relay.commands import EMULATOR_PROJECT, _with_project
+    from relay.settings import Settings
+
+    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", "127.0.0.1:8085")
+    for var in ("GCLOUD_PROJECT", "PUBSUB_PROJECT_ID", "GOOGLE_CLOUD_PROJECT"):
+        monkeypatch.delenv(var, raising=False)
+    settings = _with_project(Settings.load(environ={}, transport=transport))
+    assert settings.project_id() == EMULATOR_PROJECT
+
+    monkeypatch.delenv("PUBSUB_EMULATOR_HOST")
+    with pytest.raises(ConfigurationError, match="GC_PROJECT_ID is not set"):
+        _with_project(Settings.load(environ={}, transport=transport))

@@ -117,15 +117,15 @@ def test_a_key_given_wrongly_is_never_printed(
 
 
 @pytest.mark.parametrize("level", ["DEBUG", "INFO"])
-@pytest.mark.parametrize("fmt", ["text", "json"])
+@pytest.mark.parametrize(("fmt", "transport"), [("text", "pubsub"), ("json", "grpc")])
 def test_a_key_google_auth_refuses_fails_the_worker_without_printing_it(
-    project: Project, level: str, fmt: str
+    project: Project, level: str, fmt: str, transport: str
 ) -> None:
     # It passes the settings' checks (a complete key file), so the worker starts,
     # logs, and fails at its first Pub/Sub call, when google-auth loads the key.
     project.write("subs.py", SUBS)
     bad = corrupted(INFO)
-    env = {"RELAY_TRANSPORT": "pubsub", "RELAY_GC_CREDENTIALS_JSON": json.dumps(bad)}
+    env = {"RELAY_TRANSPORT": transport, "RELAY_GC_CREDENTIALS_JSON": json.dumps(bad)}
 
     done = project.cli("run", "--log-level", level, "--log-format", fmt, env=env)
 

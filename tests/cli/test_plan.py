@@ -71,3 +71,17 @@ def test_plan_shows_what_is_missing_then_what_changed(
     assert done.returncode == EXIT_OK, done.stderr  # without --check a difference is no failure
     assert f"~ subscription {topic}\n    ack_deadline: 30 -> 45" in done.stdout
     assert project.cli("plan", "--check", env=env).returncode == EXIT_DIFFERS
+
+
+def test_plan_apply_provisions_once_and_then_plan_is_in_sync(
+    on_emulator: tuple[Project, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, topic = on_emulator
+    assert main(["plan", "--apply"]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "Plan: 4 to create, 0 to update, 0 conflict(s), 0 unchanged." in out
+    assert "Applied the plan" in out and f"  created {topic}\n" in out
+
+    assert main(["plan", "--check", "--changes-only"]) == EXIT_OK  # nothing left to do
+    assert main(["plan", "--apply", "--changes-only"]) == EXIT_OK
+    assert "Applied" not in capsys.readouterr().out  # in sync: nothing applied again

@@ -1,8 +1,9 @@
 """Fixtures for the integration tests against the Pub/Sub emulator.
 
-The emulator itself, ``make_pubsub_transport`` (a transport plus the ``WireLog``
-of acks and nacks the emulator accepted), ``unique_name`` and ``wait_for`` come
-from ``tests/conftest.py``.
+The emulator itself, ``make_grpc_transport`` (the default transport plus the
+``AioWireLog`` of acks and nacks the emulator accepted), ``unique_name`` and
+``wait_for`` come from ``tests/conftest.py``. ``tests/transports/test_pubsub_worker.py``
+runs the Worker tests again on ``PubSubTransport``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from google.cloud import pubsub_v1
 import relay
 from relay.message import Message, Outcome, OutgoingMessage
 from relay.subscription import Subscription
-from relay.transports.pubsub import PubSubTransport
+from relay.transports.base import Transport
 
 
 class Recorder(relay.BaseMiddleware):
@@ -75,7 +76,7 @@ class Recorder(relay.BaseMiddleware):
 class Harness:
     """One test's relay on the emulator: settings, transport, publisher, wire log."""
 
-    transport: PubSubTransport
+    transport: Transport
     wire: Any
     recorder: Recorder
     publisher: relay.Publisher
@@ -102,14 +103,14 @@ def recorder() -> Recorder:
 
 @pytest.fixture
 def make_harness(
-    make_pubsub_transport: Callable[..., Any], recorder: Recorder
+    make_grpc_transport: Callable[..., Any], recorder: Recorder
 ) -> Iterator[Callable[..., Harness]]:
     """``make_harness(**settings)``: middleware defaults to ``[recorder]``."""
     made: list[Harness] = []
 
     def make(**settings: Any) -> Harness:
         settings.setdefault("middleware", [recorder])
-        transport, wire = make_pubsub_transport(**settings)
+        transport, wire = make_grpc_transport(**settings)
         chain = relay.MiddlewareChain.from_settings(transport.settings)
         publisher = relay.Publisher(transport, settings=transport.settings, middleware=chain)
         harness = Harness(transport, wire, recorder, publisher, [])

@@ -1,4 +1,4 @@
-"""Publishing through PubSubTransport: failures reach the hooks, in bounded time.
+"""Publishing through both Pub/Sub transports: failures reach the hooks, in bounded time.
 
 "Unreachable" is a fresh free loopback port with nothing listening, given to
 the client library as ``PUBSUB_EMULATOR_HOST`` (so no credentials are involved
@@ -14,22 +14,23 @@ import pytest
 from google.api_core import exceptions as gexc
 
 import relay
+from relay.app import build_transport
 from relay.emulator import free_port
-from relay.transports.pubsub import PubSubTransport
 
 RETRY_TIMEOUT = 1.0
 #: Slack for thread scheduling on a busy 2-core machine.
 SLACK = 4.0
 
 
-@pytest.fixture
-def unreachable(monkeypatch, recorder) -> Iterator[relay.Publisher]:
-    """A Publisher whose transport points at a closed port."""
+@pytest.fixture(params=["grpc", "pubsub"])
+def unreachable(request, monkeypatch, recorder) -> Iterator[relay.Publisher]:
+    """A Publisher whose transport (each of the two) points at a closed port."""
     monkeypatch.setenv("PUBSUB_EMULATOR_HOST", f"127.0.0.1:{free_port()}")
     settings = relay.Settings.load(
-        gc_project_id="relay-tests", middleware=[recorder], publisher_retry_timeout=RETRY_TIMEOUT
+        gc_project_id="relay-tests", middleware=[recorder], publisher_retry_timeout=RETRY_TIMEOUT,
+        transport=request.param,
     )
-    transport = PubSubTransport(settings)
+    transport = build_transport(settings)
     yield relay.Publisher(
         transport, settings=settings, middleware=relay.MiddlewareChain([recorder])
     )
@@ -37,9 +38,10 @@ def unreachable(monkeypatch, recorder) -> Iterator[relay.Publisher]:
 
 
 def _assert_unreachable_error(error: BaseException) -> None:
-    # The retry deadline ran out; the last underlying error says why.
-    assert isinstance(error, gexc.RetryError), repr(error)
-    assert isinstance(error.cause, gexc.ServiceUnavailable), repr(error.cause)
+    # The retry deadline ran out; the last underlying error says why: google's
+    # publisher wraps it in a RetryError, relay's gives the last error itself.
+    cause = error.cause if isinstance(error, gexc.RetryError) else error
+    assert isinstance(cause, gexc.ServiceUnavailable), repr(error)
     assert "failed to connect" in str(error).lower() or "unavailable" in str(error).lower()
 
 
@@ -84,18 +86,29 @@ def test_publish_to_a_missing_topic_fails_with_not_found(harness, recorder, uniq
 
 
 @pytest.mark.parametrize("name", ["topic", "data", "ordering_key", "retry", "timeout", "self"])
-def test_attribute_names_google_reserves_fail_before_sending(
+def test_attribute_names_google_reserves_fail_before_sending_on_pubsub(
     harness, recorder, unique_name, name
 ):
     # google-cloud-pubsub's publish(topic, data, ordering_key, retry, timeout,
-    # **attrs) cannot carry attributes with those names: relay says so up front,
-    # for blocking and non-blocking publishes alike, and fires no publish hooks.
+    # **attrs) cannot carry attributes with those names: on TRANSPORT="pubsub"
+    # relay says so up front, for blocking and non-blocking publishes alike, and
+    # fires no publish hooks. (The grpc transport sends them:
+    # tests/transports/test_grpc_publishing.py.)
     topic = unique_name("reserved")
     harness.transport.ensure_topic(topic)
-    for blocking in (True, False):
-        with pytest.raises(relay.ConfigurationError) as raised:
-            harness.publisher.publish(topic, {}, attrs={name: "x"}, blocking=blocking)
-        assert repr(name)[1:-1] in str(raised.value) and "rename" in str(raised.value)
+    settings = harness.transport.settings.replace(transport="pubsub")
+    transport = build_transport(settings)
+    chain = harness.publisher.middleware
+    publisher = relay.Publisher(transport, settings=settings, middleware=chain)
+    try:
+        for blocking in (True, False):
+            with pytest.raises(relay.ConfigurationError) as raised:
+                publisher.publish(topic, {}, attrs={name: "x"}, blocking=blocking)
+            text = str(raised.value)
+            assert f"{name} cannot be sent through PubSubTransport" in text
+            assert 'TRANSPORT="grpc"' in text and "rename" in text
+    finally:
+        transport.close()
     assert recorder.events("post_publish_failure") == []
     assert recorder.events("post_publish_success") == []
 

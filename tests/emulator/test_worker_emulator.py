@@ -1,4 +1,6 @@
-"""publish -> Worker -> handler -> ack, end to end on the Pub/Sub emulator.
+"""publish -> Worker -> handler -> ack, end to end on the Pub/Sub emulator, through
+the default transport (``tests/transports/test_pubsub_worker.py`` runs the same on
+``TRANSPORT="pubsub"``).
 
 Acks are proven on the wire (``harness.wire``: the acks and nacks the emulator
 accepted), because on the emulator a lost ack would only show up as a
@@ -364,3 +366,23 @@ def test_messages_up_to_pubsubs_size_limit_reach_a_worker_on_relays_own_channels
             worker.stop(timeout=10)
         transport.close()
         logged.close()
+
+
+def test_messages_up_to_pubsubs_size_limit_reach_a_worker_on_the_default_transport(
+    harness, unique_name, wait_for
+):
+    topic = unique_name("big")
+    sizes: list[int] = []
+
+    @relay.sub(topic)
+    def handler(data, **attrs):
+        sizes.append(len(data["blob"]))
+
+    harness.worker([handler])
+    for size in BIG_PAYLOADS:
+        harness.publisher.publish(topic, {"blob": "x" * size}, blocking=True).result(60)
+    wait_for(lambda: len(sizes) == 2, timeout=30, what="both large messages")
+    assert sorted(sizes) == list(BIG_PAYLOADS)
+    actions = [o.action for _, o in harness.recorder.outcomes()]
+    assert actions == [Action.ACK, Action.ACK]
+    wait_for(lambda: harness.wire.acks(handler.name) == 2, what="both acks on the wire")

@@ -15,19 +15,13 @@ from typing import Any
 import pytest
 
 from relay.cli import build_parser, main
-from relay.commands import EXIT_CONFIG, Source, _ForcedExit, _StopSignals
+from relay.commands import EXIT_CONFIG, Source
 from relay.logs import JsonFormatter, TextFormatter
+from relay.process_child import child_command, cpu_count, tag_child_logs
 from relay.process_health import WorkerRun, WorkerSlot, answer, worker_status
-from relay.processes import (
-    CRASH_LOOP,
-    HEALTHY_AFTER,
-    Supervisor,
-    child_command,
-    cpu_count,
-    restart_delay,
-    tag_child_logs,
-)
+from relay.processes import CRASH_LOOP, HEALTHY_AFTER, Supervisor, restart_delay
 from relay.settings import Settings
+from relay.stop_signals import ForcedExit, StopSignals
 
 
 class FakeProcess:
@@ -90,18 +84,18 @@ def test_a_child_runs_relay_cli_run_with_provisioning_off_and_a_loopback_probe()
 
 # ------------------------------------------------------------- stop signals
 def test_a_worker_process_ignores_a_repeated_stop_signal_and_stops_when_orphaned() -> None:
-    alone = _StopSignals()
+    alone = StopSignals()
     alone._handle(signal.SIGTERM, None)
-    with pytest.raises(_ForcedExit):
+    with pytest.raises(ForcedExit):
         alone._handle(signal.SIGINT, None)
 
-    child = _StopSignals(escalate=False)
+    child = StopSignals(escalate=False)
     assert child.requested.wait(0.05) is False
     child._handle(signal.SIGINT, None)
     child._handle(signal.SIGTERM, None)  # the same stop, forwarded by the supervisor
     assert child.requested.wait(0) is True
 
-    orphan = _StopSignals(escalate=False)
+    orphan = StopSignals(escalate=False)
     orphan.wait(parent=os.getppid() + 1)  # "the supervisor is gone": returns
     assert orphan.requested.is_set()
 
@@ -109,7 +103,7 @@ def test_a_worker_process_ignores_a_repeated_stop_signal_and_stops_when_orphaned
 # ------------------------------------------------------------------ restarts
 def supervisor(count: int = 1) -> Supervisor:
     settings = Settings.load(environ={}, transport="memory", health_failure_threshold=10)
-    return Supervisor(argparse.Namespace(), settings, [], _StopSignals(), count=count)
+    return Supervisor(argparse.Namespace(), settings, [], StopSignals(), count=count)
 
 
 def test_restart_backoff_doubles_from_1_to_60_s() -> None:

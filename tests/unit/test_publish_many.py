@@ -68,7 +68,7 @@ def test_one_bad_item_is_reported_by_index_and_the_others_still_go() -> None:
     transport, rec = MemoryTransport(), Recorder()
     pub = publisher(transport, rec)
     with pytest.raises(BatchPublishError) as raised:
-        pub.publish_many("orders", [1, float("nan"), 3, Item(4, attrs={"data": "x"})])
+        pub.publish_many("orders", [1, float("nan"), 3, Item(4, attrs={"big": "x" * 1025})])
     error = raised.value
     assert isinstance(error, relay.PublishError) and error.topic == "orders"
     assert "failed for 2 of 4 message(s)" in str(error)

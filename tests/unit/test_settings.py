@@ -14,7 +14,7 @@ def test_defaults() -> None:
     assert s.publisher_blocking is False
     assert s.middleware == ("relay.contrib.logging_middleware.LoggingMiddleware",)
     assert s.default_retry_policy == RetryPolicy(10, 600)
-    assert s.transport == "pubsub"
+    assert s.transport == "grpc"
 
 
 def test_precedence_mapping_then_env_then_kwargs() -> None:

@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from relay.errors import ConfigurationError
+from relay.setting_values import PUBSUB_TRANSPORTS
 
 if TYPE_CHECKING:
     from relay.settings import Settings
@@ -73,7 +74,7 @@ def unavailable(settings: Settings) -> str | None:
             f"the Pub/Sub emulator ({settings.emulator_host}) has no Cloud Storage; set "
             f"{STORAGE_EMULATOR_ENV} to a Storage endpoint to provision notifications there"
         )
-    if settings.transport != "pubsub":
+    if settings.transport not in PUBSUB_TRANSPORTS:
         return (
             f"the {settings.transport!r} transport has no Cloud Storage; set "
             f"{STORAGE_EMULATOR_ENV} to a Storage endpoint to provision notifications there"

@@ -27,7 +27,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Mapping
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from typing import Any
 
 import grpc
@@ -41,6 +41,7 @@ from relay.transports.grpc.channel import (
     code_of,
     metadata,
 )
+from relay.transports.grpc.futures import BatchCondition, PublishFuture
 
 logger = logging.getLogger("relay.transports.grpc")
 
@@ -72,13 +73,23 @@ def encode_message(data: bytes, attributes: Mapping[str, str], ordering_key: str
     protobuf object per message, then copying it into the request, costs more
     than the whole encoding.
     """
-    parts = [_field(b"\x0a", data)] if data else []
+    size = len(data)
+    if not data:
+        body = bytearray()
+    elif size < 0x80:
+        body = bytearray(b"\x0a%c%s" % (size, data))
+    else:
+        body = bytearray(b"\x0a" + _varint(size) + data)
     for key, value in attributes.items():
-        entry = _field(b"\x0a", key.encode()) + _field(b"\x12", value.encode())
-        parts.append(_field(b"\x12", entry))
+        k = key.encode()
+        v = value.encode()
+        if len(k) + len(v) < 0x7C:  # the usual short attribute: each length is one byte
+            body += b"\x12%c\x0a%c%s\x12%c%s" % (len(k) + len(v) + 4, len(k), k, len(v), v)
+        else:
+            body += _field(b"\x12", _field(b"\x0a", k) + _field(b"\x12", v))
     if ordering_key:
-        parts.append(_field(b"\x2a", ordering_key.encode()))
-    return _field(b"\x12", b"".join(parts))
+        body += _field(b"\x2a", ordering_key.encode())
+    return b"\x12" + _varint(len(body)) + body
 
 
 def _identity(request: bytes) -> bytes:
@@ -90,11 +101,13 @@ class OrderingKeyError(TransportError):
 
 
 class _Batch:
-    __slots__ = ("committed", "futures", "key", "messages", "size", "topic")
+    __slots__ = ("committed", "condition", "futures", "key", "messages", "size", "topic")
 
     def __init__(self, topic: str, key: str) -> None:
         self.topic = topic
         self.key = key
+        #: Shared by the batch's futures (see ``PublishFuture``).
+        self.condition = BatchCondition()
         self.messages: list[bytes] = []
         self.futures: list[Future[str]] = []
         self.size = 0
@@ -133,29 +146,30 @@ class Publisher:
     ) -> Future[str]:
         message = encode_message(data, attributes, ordering_key)
         size = len(message)
-        future: Future[str] = Future()
         slot = (topic_path, ordering_key)
-        send: list[_Batch] = []
-        arm: _Batch | None = None
+        before = arm = full = None
         with self._lock:
             batch = self._open.get(slot)
             if batch is not None and batch.size + size > self.max_bytes:
                 del self._open[slot]
-                send.append(batch)
+                before = batch  # no room for this one: it goes first, as it is
                 batch = None
             if batch is None:
                 batch = self._open[slot] = _Batch(topic_path, ordering_key)
                 arm = batch
+            future = PublishFuture(batch.condition)
             batch.messages.append(message)
             batch.futures.append(future)
             batch.size += size
             if len(batch.messages) >= self.max_messages or batch.size >= self.max_bytes:
                 del self._open[slot]
-                send.append(batch)
+                full = batch
                 if arm is batch:
                     arm = None
         call = self.loop.call_soon_threadsafe
-        for full in send:
+        if before is not None:
+            call(self._commit, before)
+        if full is not None:
             call(self._commit, full)
         if arm is not None:
             call(self._arm, arm)
@@ -222,8 +236,10 @@ class Publisher:
                 error = as_api_error(exc)
                 break
             for future, message_id in zip(batch.futures, response.message_ids, strict=False):
-                if not future.done():
+                try:
                     future.set_result(message_id)
+                except InvalidStateError:  # cancelled by its caller
+                    continue
             self._next(batch, failed=False)
             return
         for future in batch.futures:

@@ -113,6 +113,11 @@ class _SubscriberClient(pubsub_v1.SubscriberClient):  # type: ignore[misc]
 class PubSubTransport(PubSubAdmin, Transport):
     """relay's transport over google-cloud-pubsub. Thread-safe; clients are lazy."""
 
+    #: google's ``publish(topic, data, ordering_key, retry, timeout, **attrs)``
+    #: takes these as its own parameters, so they cannot be attribute names here
+    #: (``relay.limits.UNSENDABLE_ATTRIBUTES``, which a test keeps equal).
+    unsendable_attributes = frozenset({"self", "topic", "data", "ordering_key", "retry", "timeout"})
+
     def __init__(
         self,
         settings: Settings,
@@ -223,8 +228,8 @@ class PubSubTransport(PubSubAdmin, Transport):
     def publish(
         self, topic: str, data: bytes, attributes: Mapping[str, str], *, ordering_key: str = ""
     ) -> Future[str]:
-        # Attribute names google's publish() takes as parameters are rejected by
-        # relay.limits.validate_attributes before they get here.
+        # Attribute names google's publish() takes as parameters (unsendable_attributes)
+        # are refused by relay's Publisher before they get here.
         try:
             future: Future[str] = self._publisher_client().publish(
                 self.topic_path(topic),
