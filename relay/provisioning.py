@@ -22,17 +22,29 @@ bucket's notification configuration, in ``relay.contrib.storage``). It says so
 by having a ``provisioning_steps(settings)`` method (``HasExtraSteps``) that
 returns ``ExtraStep`` objects; the three modes and ``plan()`` run them after the
 topics and subscriptions and report them in the same plan and result list.
-This module knows nothing about what they provision.
+This module knows nothing about what they provision. How plans are worded (and
+the explicit line for a switch between pull and push) is ``relay.plans``.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from relay.errors import ConfigurationError, ProvisioningError, TransportError
+from relay.plans import (
+    FieldChange,
+    Plan,
+    Step,
+    change_lines,
+    conflict_text,
+    describe_new,
+    switch_text,
+    wrong_topic_text,
+)
+from relay.push_config import default_audience
 from relay.transports.base import (
     UPDATABLE,
     ProvisionAction,
@@ -67,6 +79,11 @@ def spec_for(sub: Subscription, settings: Settings) -> SubscriptionSpec:
         max_delivery_attempts=dead_letter.max_delivery_attempts if dead_letter else 0,
         enable_message_ordering=sub.enable_message_ordering,
         enable_exactly_once_delivery=sub.enable_exactly_once_delivery,
+        push_endpoint=sub.push_endpoint,
+        push_service_account=sub.push_service_account,
+        push_audience=default_audience(
+            sub.push_endpoint, sub.push_service_account, sub.push_audience
+        ),
     )
 
 
@@ -155,24 +172,6 @@ def desired(subscriptions: Iterable[Subscription], settings: Settings) -> Desire
 
 
 # ------------------------------------------------------------------ diffing
-@dataclass(frozen=True)
-class FieldChange:
-    field: str
-    current: Any
-    wanted: Any
-
-    def __str__(self) -> str:
-        return f"{self.field}: {_show(self.current)} -> {_show(self.wanted)}"
-
-
-def _show(value: Any) -> str:
-    if value is None or value == "" or value == {}:
-        return "(none)"
-    if hasattr(value, "minimum_backoff"):
-        return f"{value.minimum_backoff:g}s..{value.maximum_backoff:g}s"
-    return repr(value) if isinstance(value, str) else str(value)
-
-
 def _same(name: str, a: Any, b: Any) -> bool:
     if name == "retry_policy" and a is not None and b is not None:
         return bool(
@@ -184,10 +183,23 @@ def _same(name: str, a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
+def _effective(spec: SubscriptionSpec) -> SubscriptionSpec:
+    """The audience Pub/Sub uses when none is set (the endpoint URL), filled in, so a
+    subscription created without one is not reported as differing."""
+    audience = default_audience(spec.push_endpoint, spec.push_service_account,
+                                spec.push_audience)
+    return spec if audience == spec.push_audience else replace(spec, push_audience=audience)
+
+
 def diff(current: SubscriptionSpec, wanted: SubscriptionSpec) -> tuple[
     tuple[FieldChange, ...], tuple[FieldChange, ...]
 ]:
-    """(changes Pub/Sub can apply in place, changes it cannot)."""
+    """(changes Pub/Sub can apply in place, changes it cannot).
+
+    The push configuration is updatable: switching between pull and push is an
+    update (``relay.plans.switch_text`` words it).
+    """
+    current, wanted = _effective(current), _effective(wanted)
     updatable = tuple(
         FieldChange(name, getattr(current, name), getattr(wanted, name))
         for name in UPDATABLE
@@ -201,86 +213,7 @@ def diff(current: SubscriptionSpec, wanted: SubscriptionSpec) -> tuple[
     return updatable, immutable
 
 
-def conflict_text(change: FieldChange) -> str:
-    return (
-        f"{change.field} is {_show(change.current)} but the code declares "
-        f"{_show(change.wanted)}; Pub/Sub cannot change a subscription's {change.field} in "
-        "place: delete the subscription (its unacked messages go with it) and start the "
-        "worker again"
-    )
-
-
-def wrong_topic_text(name: str, current_topic: str, wanted_topic: str) -> str:
-    where = "a deleted topic" if current_topic == "_deleted-topic_" else f"topic {current_topic!r}"
-    return (
-        f"subscription {name!r} exists on {where}, not on {wanted_topic!r}; delete the "
-        "subscription or give this one another name (suffix=...)"
-    )
-
-
 # -------------------------------------------------------------------- plans
-@dataclass(frozen=True)
-class Step:
-    """One line of a plan: what would happen to one topic or subscription."""
-
-    action: str  # create | update | conflict | unchanged | skipped (not checkable here)
-    kind: str  # topic | subscription | an ExtraStep's kind
-    name: str
-    details: tuple[str, ...] = ()
-
-    SYMBOLS = {"create": "+", "update": "~", "conflict": "!", "unchanged": "=", "skipped": "?"}
-
-    def render(self) -> list[str]:
-        head = f"{self.SYMBOLS[self.action]} {self.kind} {self.name}"
-        return [head, *(f"    {line}" for line in self.details)]
-
-
-@dataclass
-class Plan:
-    steps: list[Step] = field(default_factory=list)
-
-    def count(self, action: str) -> int:
-        return sum(1 for s in self.steps if s.action == action)
-
-    @property
-    def in_sync(self) -> bool:
-        """Nothing to create, update or resolve (a skipped step is not a difference)."""
-        return all(s.action in ("unchanged", "skipped") for s in self.steps)
-
-    def problems(self) -> list[str]:
-        """Everything that does not match, one line each (what ``verify`` reports)."""
-        out = []
-        for step in self.steps:
-            if step.action == "create":
-                out.append(f"{step.kind} {step.name} does not exist")
-            elif step.action in ("update", "conflict"):
-                out.append(f"{step.kind} {step.name} differs: {'; '.join(step.details)}")
-        return out
-
-    def render(self, *, show_unchanged: bool = True) -> str:
-        lines: list[str] = []
-        for step in self.steps:
-            if step.action != "unchanged" or show_unchanged:
-                lines.extend(step.render())
-        skipped = self.count("skipped")
-        lines.append(
-            f"Plan: {self.count('create')} to create, {self.count('update')} to update, "
-            f"{self.count('conflict')} conflict(s), {self.count('unchanged')} unchanged"
-            + (f", {skipped} not checked." if skipped else ".")
-        )
-        return "\n".join(lines)
-
-
-def _describe_new(spec: SubscriptionSpec) -> tuple[str, ...]:
-    details = [f"topic: {spec.topic!r}", f"ack_deadline: {spec.ack_deadline}"]
-    for name in ("retry_policy", "filter", "dead_letter_topic", "max_delivery_attempts",
-                 "enable_message_ordering", "enable_exactly_once_delivery", "labels"):
-        value = getattr(spec, name)
-        if value not in (None, "", 0, False, {}):
-            details.append(f"{name}: {_show(value)}")
-    return tuple(details)
-
-
 def plan(transport: Transport, wanted: Desired) -> Plan:
     """The difference between the declarations and Pub/Sub, with read-only calls."""
     result = Plan()
@@ -294,7 +227,7 @@ def plan(transport: Transport, wanted: Desired) -> Plan:
     for spec in wanted.subscriptions:
         current = transport.get_subscription(spec.name)
         if current is None:
-            result.steps.append(Step("create", "subscription", spec.name, _describe_new(spec)))
+            result.steps.append(Step("create", "subscription", spec.name, describe_new(spec)))
             continue
         if current.topic != spec.topic:
             result.steps.append(Step(
@@ -303,7 +236,9 @@ def plan(transport: Transport, wanted: Desired) -> Plan:
             ))
             continue
         updatable, immutable = diff(current, spec)
-        details = tuple(str(c) for c in updatable) + tuple(conflict_text(c) for c in immutable)
+        details = change_lines(current, spec, updatable) + tuple(
+            conflict_text(c) for c in immutable
+        )
         action = "conflict" if immutable else "update" if updatable else "unchanged"
         result.steps.append(Step(action, "subscription", spec.name, details))
     result.steps.extend(step.check(transport) for step in wanted.extra)
@@ -369,6 +304,9 @@ def ensure_subscription(transport: Transport, spec: SubscriptionSpec) -> Provisi
         if not updatable:
             return ProvisionResult(spec.name, ProvisionAction.UNCHANGED, (), conflicts)
         changed = tuple(c.field for c in updatable)
+        switch = switch_text(current, spec)
+        if switch is not None:  # the pull worker, or the push endpoint, stops getting messages
+            logger.warning("subscription %s: %s", spec.name, switch)
         transport.update_subscription(spec, changed)
         return ProvisionResult(spec.name, ProvisionAction.UPDATED, changed, conflicts)
     raise TransportError(f"subscription {spec.name!r} keeps appearing and disappearing")
@@ -392,3 +330,9 @@ def create(
             logger.warning("subscription %s does not match the code: %s", spec.name, conflict)
         results.append(result)
     return results
+
+
+__all__ = [
+    "IMMUTABLE", "Desired", "ExtraStep", "FieldChange", "HasExtraSteps", "Plan", "Step",
+    "create", "desired", "diff", "ensure_subscription", "plan", "provision", "spec_for",
+]

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from relay.errors import ConfigurationError
 from relay.policies import MAX_DELIVERY_ATTEMPTS, MIN_DELIVERY_ATTEMPTS, RetryPolicy
-from relay.redaction import redact
+from relay.redaction import redact, shown
 from relay.setting_credentials import check_credentials, coerce_credentials
 from relay.setting_values import (
     BOOL,
@@ -95,6 +95,39 @@ def _credential(key: str, value: Any) -> Any:
 
 def _whole_object(key: str, value: Any) -> None:
     """The credentials are checked together, by ``check_credentials``."""
+
+
+#: Google's OAuth2 certificates: ``relay.push.auth.GOOGLE_CERTS_URL`` (not imported:
+#: that module imports google-auth, which loading the settings does not need).
+GOOGLE_CERTS_URL = "https://www.googleapis.com/oauth2/v1/certs"
+_LOOPBACK = ("127.0.0.1", "localhost", "[::1]")
+
+
+def _email(key: str, value: Any) -> str | None:
+    """None (or empty), or one ``name@domain`` address."""
+    if value is None or value == "":
+        return None
+    if (not isinstance(value, str) or value.count("@") != 1 or value.startswith("@")
+            or value.endswith("@") or any(c.isspace() for c in value)):
+        raise ConfigurationError(
+            f"{key}: expected a service account's email, like "
+            f"'pusher@my-project.iam.gserviceaccount.com', got {shown(value)}"
+        )
+    return value
+
+
+def _certs_url(key: str, value: Any) -> str:
+    """An https URL; plain http only on this machine (a test's local certificate set)."""
+    if isinstance(value, str) and value.startswith("https://") and len(value) > 8:
+        return value
+    if isinstance(value, str) and value.startswith("http://"):
+        host = value[len("http://"):].split("/", 1)[0].rsplit(":", 1)[0]
+        if host in _LOOPBACK:
+            return value
+    raise ConfigurationError(
+        f"{key}: expected an https:// URL serving Google's token-signing certificates "
+        f"(plain http:// only for 127.0.0.1, localhost or [::1]), got {shown(value)}"
+    )
 
 
 _KEY = "`client_email`, `private_key` and `token_uri`"
@@ -194,15 +227,16 @@ SETTINGS: tuple[Setting, ...] = (
             "crashed or cut-off worker held (see below)"),
     Setting("stream_lifetime", _SECONDS, 0.0,
             Number(float, 5, 3600, zero="the client's default"), DECIMAL,
-            "how long each streaming pull lives before google's client reopens it; 0: "
-            "google-cloud-pubsub's own 30 minutes (see below)"),
+            "how long each streaming pull lives before it is reopened; 0: 30 minutes, "
+            "google-cloud-pubsub's own deadline (see below)"),
     Setting("drain_timeout", _SECONDS, 30.0, Number(float, 0, 3600), DECIMAL,
             "how long `Worker.stop()` waits for running handlers"),
-    Setting("transport", "str", "pubsub",
-            Custom(transport, '`"pubsub"`, `"grpc"`, `"memory"`, or a dotted path to a '
+    Setting("transport", "str", "grpc",
+            Custom(transport, '`"grpc"`, `"pubsub"`, `"memory"`, or a dotted path to a '
                    "`Transport` class"), TEXT,
             "how relay talks to Pub/Sub: `grpc` is relay's own client ([the gRPC "
-            "transport](transport.md)); a class is built as `cls(settings)`"),
+            "transport](transport.md)), `pubsub` google-cloud-pubsub's (kept for at "
+            "least one release); a class is built as `cls(settings)`"),
     Setting("streams_per_subscription", "int", 1, Number(int, 1, 32), WHOLE,
             f"streaming pulls per subscription, sharing its `FLOW_*` bounds; {_GRPC}"),
     Setting("publisher_batch_max_messages", "int", 100, Number(int, 1, 1000), WHOLE,
@@ -232,6 +266,22 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("results_topic", "str", "relay-results",
             Text("a topic name", name=True, note="a valid Pub/Sub topic name"), TEXT,
             'the topic outcomes travel on with `RESULTS="pubsub"` (`TOPIC_PREFIX` applied)'),
+    Setting("push_auth", "str", "oidc", Choice(("oidc", "off")), TEXT,
+            "how the push app checks requests: `oidc` verifies the Google-signed token "
+            "against `PUSH_AUDIENCE` and `PUSH_SERVICE_ACCOUNT`; `off` accepts any request "
+            "(local development only, logged as a WARNING); see [Push](push.md#settings)"),
+    Setting("push_audience", "str or None", None,
+            Text(empty=None, note="the push subscription's audience"), TEXT,
+            "the audience configured on the push subscriptions (Pub/Sub's default: the push "
+            "endpoint URL); required with `PUSH_AUTH=\"oidc\"`"),
+    Setting("push_service_account", "str or None", None,
+            Custom(_email, "a service account's email"), TEXT,
+            "the service account Pub/Sub signs push tokens as; required with "
+            '`PUSH_AUTH="oidc"`'),
+    Setting("push_certs_url", "str", GOOGLE_CERTS_URL,
+            Custom(_certs_url, "an `https://` URL (`http://` on loopback only)"), TEXT,
+            "where the token-signing certificates are fetched; change it only to serve a "
+            "local certificate set in tests"),
 )
 
 #: The declarations by field name.

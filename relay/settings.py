@@ -95,6 +95,10 @@ class Settings:
     log_format: str = FIELDS["log_format"]
     results: str | None = FIELDS["results"]
     results_topic: str = FIELDS["results_topic"]
+    push_auth: str = FIELDS["push_auth"]
+    push_audience: str | None = FIELDS["push_audience"]
+    push_service_account: str | None = FIELDS["push_service_account"]
+    push_certs_url: str = FIELDS["push_certs_url"]
 
     # ----------------------------------------------------------------- loading
     @classmethod

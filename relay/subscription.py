@@ -20,6 +20,7 @@ from relay.filters import check_filter as check_filter  # setting_values imports
 from relay.filters import describe as _describe
 from relay.limits import validate_name
 from relay.policies import MIN_DELIVERY_ATTEMPTS, DeadLetterPolicy, RetryPolicy
+from relay.push_config import check_push
 
 if TYPE_CHECKING:
     from relay.settings import Settings
@@ -30,6 +31,13 @@ F = TypeVar("F", bound=Handler)
 
 #: A handler parameter of this name receives the message's delivery attempt.
 ATTEMPT_PARAM = "delivery_attempt"
+
+#: The declaration options ``@sub`` takes besides the topic; ``@task`` takes them too.
+SUB_OPTIONS = (
+    "prefix", "suffix", "filter_by", "backend_filter_by", "retry_policy", "ack_deadline",
+    "dead_letter_topic", "max_delivery_attempts", "enable_message_ordering",
+    "enable_exactly_once_delivery", "push_endpoint", "push_service_account", "push_audience",
+)
 
 
 def _check_handler(func: Any) -> tuple[bool, str | None, bool]:
@@ -125,6 +133,9 @@ class Subscription:
         max_delivery_attempts: int | None = None,
         enable_message_ordering: bool = False,
         enable_exactly_once_delivery: bool = False,
+        push_endpoint: str | None = None,
+        push_service_account: str | None = None,
+        push_audience: str | None = None,
         *,
         topic_prefix: str = "",
     ) -> None:
@@ -180,6 +191,13 @@ class Subscription:
                 )
         self.enable_message_ordering = enable_message_ordering
         self.enable_exactly_once_delivery = enable_exactly_once_delivery
+        #: Push delivery ("" for pull): where Pub/Sub POSTs messages, the service account
+        #: its token is for and the token's audience ("" for Pub/Sub's default, the
+        #: endpoint URL). See ``relay.push_config``.
+        self.push_endpoint, self.push_service_account, self.push_audience = check_push(
+            self.handler_name, push_endpoint, push_service_account, push_audience,
+            exactly_once=enable_exactly_once_delivery,
+        )
         #: The dead-letter policy in force; set by ``resolve(settings)``.
         self.dead_letter: DeadLetterPolicy | None = None
         if dead_letter_topic:
@@ -255,22 +273,18 @@ class Subscription:
         """Call the handler directly (handy in tests)."""
         return self._func(data, **attributes)
 
+    def _declared(self) -> dict[str, Any]:
+        """The topic and ``SUB_OPTIONS`` as declared: what ``with_options`` starts from."""
+        special = {"filter_by": list(self.filters) or None,
+                   "backend_filter_by": self.backend_filter_by or None}
+        return {"topic": self.topic, **{
+            name: special[name] if name in special else getattr(self, name)
+            for name in SUB_OPTIONS
+        }}
+
     def with_options(self, **changes: Any) -> Subscription:
         """A copy with some declaration options changed (validated again)."""
-        current: dict[str, Any] = {
-            "topic": self.topic,
-            "prefix": self.prefix,
-            "suffix": self.suffix,
-            "filter_by": list(self.filters) or None,
-            "backend_filter_by": self.backend_filter_by or None,
-            "retry_policy": self.retry_policy,
-            "ack_deadline": self.ack_deadline,
-            "dead_letter_topic": self.dead_letter_topic,
-            "max_delivery_attempts": self.max_delivery_attempts,
-            "enable_message_ordering": self.enable_message_ordering,
-            "enable_exactly_once_delivery": self.enable_exactly_once_delivery,
-        }
-        current.update(changes)
+        current = {**self._declared(), **changes}
         return Subscription(self._func, topic_prefix=self.topic_prefix, **current)
 
     def __repr__(self) -> str:
@@ -294,6 +308,9 @@ def sub(
     max_delivery_attempts: int | None = ...,
     enable_message_ordering: bool = ...,
     enable_exactly_once_delivery: bool = ...,
+    push_endpoint: str | None = ...,
+    push_service_account: str | None = ...,
+    push_audience: str | None = ...,
 ) -> Callable[[F], Subscription]: ...
 def sub(
     topic: str | None = None,
@@ -309,6 +326,9 @@ def sub(
     max_delivery_attempts: int | None = None,
     enable_message_ordering: bool = False,
     enable_exactly_once_delivery: bool = False,
+    push_endpoint: str | None = None,
+    push_service_account: str | None = None,
+    push_audience: str | None = None,
     **kwargs: Any,
 ) -> Callable[[F], Subscription]:
     """Declare a subscription: ``@sub(topic="orders")`` or ``@sub("orders")``.
@@ -323,7 +343,11 @@ def sub(
     ``dead_letter_topic``/``max_delivery_attempts`` set the dead-letter policy
     (``dead_letter_topic=""`` turns the ``DEAD_LETTER_TOPIC`` default off);
     ``enable_message_ordering`` and ``enable_exactly_once_delivery`` are
-    Pub/Sub's subscription options of the same names.
+    Pub/Sub's subscription options of the same names. ``push_endpoint`` makes
+    it a push subscription (an ``https://`` URL; ``http://`` only on a loopback
+    host), ``push_service_account`` has Pub/Sub send a token for that account,
+    ``push_audience`` sets the token's audience (default: the endpoint URL);
+    see docs/push.md.
     """
     if "topic" in kwargs:
         if topic is not None:
@@ -331,10 +355,8 @@ def sub(
         topic = kwargs.pop("topic")
     if kwargs:
         raise ConfigurationError(
-            f"@sub got unknown option(s) {', '.join(sorted(kwargs))}; it takes topic, prefix, "
-            "suffix, filter_by, backend_filter_by, retry_policy, ack_deadline, "
-            "dead_letter_topic, max_delivery_attempts, enable_message_ordering and "
-            "enable_exactly_once_delivery"
+            f"@sub got unknown option(s) {', '.join(sorted(kwargs))}; it takes topic, "
+            f"{', '.join(SUB_OPTIONS)}"
         )
     if topic is None:
         raise ConfigurationError("@sub needs a topic: @sub(topic='orders')")
@@ -355,6 +377,9 @@ def sub(
             max_delivery_attempts=max_delivery_attempts,
             enable_message_ordering=enable_message_ordering,
             enable_exactly_once_delivery=enable_exactly_once_delivery,
+            push_endpoint=push_endpoint,
+            push_service_account=push_service_account,
+            push_audience=push_audience,
         )
 
     return decorator

@@ -43,7 +43,7 @@ from relay.filters import Filter
 from relay.filters import describe as _describe
 from relay.limits import validate_name
 from relay.policies import RetryPolicy
-from relay.subscription import Subscription
+from relay.subscription import SUB_OPTIONS, Subscription
 from relay.task_wire import (
     ATTR_ETA,
     ATTR_ID,
@@ -60,12 +60,7 @@ from relay.task_wire import (
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-#: ``@sub``'s options, which ``@task`` takes too.
-SUB_OPTIONS = (
-    "prefix", "suffix", "filter_by", "backend_filter_by", "retry_policy", "ack_deadline",
-    "dead_letter_topic", "max_delivery_attempts", "enable_message_ordering",
-    "enable_exactly_once_delivery",
-)
+#: ``@task``'s options besides ``@sub``'s (``SUB_OPTIONS``).
 TASK_OPTIONS = ("ignore_result", "track_started")
 
 
@@ -239,18 +234,11 @@ class Task(Subscription):
 
     def with_options(self, **changes: Any) -> Task:
         """A copy with some options changed (validated again)."""
-        current: dict[str, Any] = {
-            "topic": self.topic, "prefix": self.prefix, "suffix": self.suffix,
-            "filter_by": list(self.filters) or None,
-            "backend_filter_by": self.backend_filter_by or None,
-            "retry_policy": self.retry_policy, "ack_deadline": self.ack_deadline,
-            "dead_letter_topic": self.dead_letter_topic,
-            "max_delivery_attempts": self.max_delivery_attempts,
-            "enable_message_ordering": self.enable_message_ordering,
-            "enable_exactly_once_delivery": self.enable_exactly_once_delivery,
+        current = {
+            **self._declared(),
             "ignore_result": self.ignore_result, "track_started": self.track_started,
+            **changes,
         }
-        current.update(changes)
         return Task(self.fn, topic_prefix=self.topic_prefix, **current)
 
     def __repr__(self) -> str:
@@ -325,6 +313,9 @@ def task(
     max_delivery_attempts: int | None = ...,
     enable_message_ordering: bool = ...,
     enable_exactly_once_delivery: bool = ...,
+    push_endpoint: str | None = ...,
+    push_service_account: str | None = ...,
+    push_audience: str | None = ...,
     ignore_result: bool = ...,
     track_started: bool = ...,
 ) -> Callable[[F], Task]: ...
@@ -334,7 +325,8 @@ def task(topic: Any = None, /, **options: Any) -> Any:
     The options are ``@sub``'s (``prefix``, ``suffix``, ``filter_by``,
     ``backend_filter_by``, ``retry_policy``, ``ack_deadline``,
     ``dead_letter_topic``, ``max_delivery_attempts``, ``enable_message_ordering``,
-    ``enable_exactly_once_delivery``), checked the same way, plus
+    ``enable_exactly_once_delivery``, ``push_endpoint``, ``push_service_account``,
+    ``push_audience``), checked the same way, plus
     ``ignore_result`` (keep no outcome) and ``track_started`` (record
     ``started``; default True).
     """

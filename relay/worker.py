@@ -74,7 +74,10 @@ class Worker:
             self.middleware, Codec(self.settings.encoder), self.settings.filter_subs_by,
             dead_letters=self._publish_dead_letter, stopping=self._stopping,
         )
-        self._states = {s.name: StreamState(s) for s in self.subscriptions}
+        #: Push subscriptions are provisioned, never pulled: Pub/Sub POSTs their
+        #: messages to their endpoint (relay.push serves it), and refuses a pull.
+        self.pushed = [s for s in self.subscriptions if s.push_endpoint]
+        self._states = {s.name: StreamState(s) for s in self.subscriptions if not s.push_endpoint}
         #: The one record of messages taken in and not finished (relay.pipeline).
         self._inflight = InFlight(self._stopping)
         self._runner = Runner(processor.run, self._inflight, self.concurrency)
@@ -121,7 +124,8 @@ class Worker:
             self.middleware.run("pre_worker_start", self)
             if not self._provisioned:
                 self.setup()
-            self._runner.start(with_loop=any(s.is_async for s in self.subscriptions))
+            self._runner.start(with_loop=any(st.subscription.is_async
+                                             for st in self._states.values()))
             for state in self._states.values():
                 self._open(state)
             self._supervisor = threading.Thread(
@@ -131,9 +135,16 @@ class Worker:
             self.started = True
         logger.info(
             "worker consuming %d subscription(s) with concurrency %d: %s",
-            len(self.subscriptions), self.concurrency,
-            ", ".join(s.name for s in self.subscriptions),
+            len(self._states), self.concurrency, ", ".join(self._states) or "none",
         )
+        if self.pushed:
+            logger.log(
+                logging.WARNING if not self._states else logging.INFO,
+                "not pulling %d push subscription(s), provisioned only (Pub/Sub POSTs their "
+                "messages to their endpoints; serve them with relay.push): %s",
+                len(self.pushed),
+                ", ".join(f"{s.name} -> {s.push_endpoint}" for s in self.pushed),
+            )
         self.middleware.run("post_worker_start", self)
 
     def _open(self, state: StreamState) -> None:
@@ -238,6 +249,7 @@ class Worker:
             "supervisor_alive": supervisor is not None and supervisor.is_alive(),
             "inflight": len(self._inflight),
             "subscriptions": [st.snapshot(now) for st in self._states.values()],
+            "push_subscriptions": [s.name for s in self.pushed],
         }
 
     # ---------------------------------------------------------------- stopping

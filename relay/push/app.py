@@ -19,6 +19,8 @@ dead-letter topic)
 nacked (handler raised, a filter failed,    503     redelivers (retry policy)
 the dead-letter publish failed)
 no verdict within ``settle_timeout``        503     redelivers
+a task not due before the ack deadline      503     redelivers (it waits in
+(``countdown``/``eta``)                             the request when it can)
 not a push request / bad base64 / bad       400     redelivers (every non-ack
 metadata                                            code does); a dead-letter
                                                     policy on the subscription
@@ -44,6 +46,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterable, Mapping
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -51,12 +54,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from relay.codec import Codec
+from relay.delays import EARLY
 from relay.executor import HandlerPool
 from relay.pipeline import StopSignal, drive
 from relay.processing import Processor
 from relay.push.auth import OidcVerifier, PushAuthError, Unverified
 from relay.push.envelope import BadPush, PushMessage, parse
 from relay.subscription import Subscription, check_unique
+from relay.task_wire import ATTR_ETA, parse_eta
 
 if TYPE_CHECKING:
     from relay.app import App
@@ -69,6 +74,11 @@ MAX_BODY = 16 * 1024 * 1024
 SETTLE_TIMEOUT = 30.0
 ACK_STATUS = 200
 NACK_STATUS = 503
+#: Seconds a push request keeps in hand below the ack deadline while it waits
+#: for a delayed task to be due.
+DEADLINE_MARGIN = 5.0
+#: The clock push requests are timed with (a test can set its own).
+_clock = time.monotonic
 
 
 @dataclass
@@ -169,12 +179,53 @@ class PushHandler:
             )
         return PushResponse(NACK_STATUS, "nack\n")
 
+    def _ack_deadline(self, sub: Subscription) -> float:
+        return float(sub.ack_deadline or self.app.settings.ack_deadline)
+
+    def _eta_wait(self, sub: Subscription, message: PushMessage) -> tuple[float, bool]:
+        """A task sent with ``countdown``/``eta``: how long this request waits for it,
+        and whether it is due then. Pub/Sub has no delayed delivery, and a push
+        request cannot be held past the ack deadline (the pull worker holds the
+        message under lease instead): a task due later is answered with a nack."""
+        from relay.tasks import Task
+
+        due = parse_eta(message.attributes.get(ATTR_ETA)) if isinstance(sub, Task) else None
+        left = 0.0 if due is None else due - time.time()
+        if left <= EARLY:
+            return 0.0, True
+        room = max(0.0, self._ack_deadline(sub) - DEADLINE_MARGIN)
+        return (left, True) if left <= room else (room, False)
+
+    def _not_due(
+        self, sub: Subscription, message: PushMessage, *, closing: bool = False
+    ) -> PushResponse:
+        why = ("the push app is closing" if closing else "later than one push request can "
+               f"wait (ack deadline {self._ack_deadline(sub):.0f} s)")
+        logger.info(
+            "task message %s on %s is not due yet (relay_eta %s), %s; answered %d: Pub/Sub "
+            "delivers it again after the retry policy's backoff, and each delivery counts "
+            "toward max_delivery_attempts",
+            message.message_id, sub.name, message.attributes.get(ATTR_ETA), why, NACK_STATUS,
+        )
+        return PushResponse(NACK_STATUS, "not due\n")
+
+    def _report_overrun(self, sub: Subscription, message: PushMessage, began: float) -> None:
+        took, deadline = _clock() - began, self._ack_deadline(sub)
+        if took > deadline:
+            logger.warning(
+                "push message %s on %s took %.1f s, past the subscription's ack deadline "
+                "(%.0f s): Pub/Sub counted this delivery as failed and sends the message "
+                "again, maybe while it was still running; raise ack_deadline (up to 600) or "
+                "make the handler faster", message.message_id, sub.name, took, deadline,
+            )
+
     # ------------------------------------------------------------ sync (WSGI)
     def handle(
         self, headers: Mapping[str, str], body: bytes, *, subscription: str = ""
     ) -> PushResponse:
         """One request, on the calling thread. ``headers`` keys lower-case;
         ``subscription`` names it for a route per subscription (unwrapped format)."""
+        began = _clock()
         try:
             refused = self._verify(headers)
             if refused is not None:
@@ -183,11 +234,17 @@ class PushHandler:
             if isinstance(admitted, PushResponse):
                 return admitted
             sub, message = admitted
+            wait, due = self._eta_wait(sub, message)
+            if wait and self._stopping.wait(wait):
+                return self._not_due(sub, message, closing=True)
+            if not due:
+                return self._not_due(sub, message)
             drive(self._processor.run(sub, message, False))
             try:
                 verdict: str | None = message.verdict.result(self.settle_timeout)
             except FutureTimeout:
                 verdict = None
+            self._report_overrun(sub, message, began)
             return self._respond(sub, message, verdict)
         except Exception:
             logger.exception("push request failed inside relay; answered %d", NACK_STATUS)
@@ -198,6 +255,7 @@ class PushHandler:
         self, headers: Mapping[str, str], body: bytes, *, subscription: str = ""
     ) -> PushResponse:
         """One request on the running loop; a sync handler goes to the bounded pool."""
+        began = _clock()
         try:
             if self.verifier.ready():
                 refused = self._verify(headers)
@@ -209,16 +267,26 @@ class PushHandler:
             if isinstance(admitted, PushResponse):
                 return admitted
             sub, message = admitted
+            wait, due = self._eta_wait(sub, message)
+            if wait and await self._stopping.wait_async(wait):
+                return self._not_due(sub, message, closing=True)
+            if not due:
+                return self._not_due(sub, message)
             if sub.is_async:
                 await self._processor.run(sub, message, True)
             else:
                 await asyncio.wrap_future(self._on_pool(sub, message))
-            try:
-                verdict: str | None = await asyncio.wait_for(
-                    asyncio.wrap_future(message.verdict), self.settle_timeout
-                )
-            except asyncio.TimeoutError:
-                verdict = None
+            verdict: str | None
+            if message.verdict.done():  # the usual case: no wake-up through the loop
+                verdict = message.verdict.result()
+            else:  # settled later (a dead-letter publish)
+                try:
+                    verdict = await asyncio.wait_for(
+                        asyncio.wrap_future(message.verdict), self.settle_timeout
+                    )
+                except asyncio.TimeoutError:
+                    verdict = None
+            self._report_overrun(sub, message, began)
             return self._respond(sub, message, verdict)
         except Exception:
             logger.exception("push request failed inside relay; answered %d", NACK_STATUS)

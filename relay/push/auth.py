@@ -184,12 +184,14 @@ class Unverified:
 
     enabled = False
 
-    def __init__(self) -> None:
+    #: How to turn verification on, as the WARNING says it.
+    FIX = "in production pass OidcVerifier(audience=..., service_account_email=...)"
+
+    def __init__(self, *, fix: str = FIX) -> None:
         logger.warning(
             "PUSH AUTHENTICATION IS OFF: push requests are accepted WITHOUT verifying their "
             "OIDC token, so anyone who can reach this endpoint can run your handlers. Use "
-            "this for local development only; in production pass "
-            "OidcVerifier(audience=..., service_account_email=...)."
+            "this for local development only; %s.", fix,
         )
 
     def ready(self) -> bool:

@@ -41,7 +41,7 @@ H_ORDERING_KEY = "x-goog-pubsub-ordering-key"
 
 #: Headers of an unwrapped request that are HTTP's, not message attributes.
 NOT_ATTRIBUTES = frozenset({
-    "accept", "accept-encoding", "authorization", "connection", "content-length",
+    "accept", "accept-encoding", "authorization", "connection", "content-length", "cookie",
     "content-type", "forwarded", "from", "host", "te", "traceparent", "tracestate",
     "transfer-encoding", "user-agent", "via",
 })
@@ -111,24 +111,43 @@ _SETTLE_LOCK = threading.Lock()
 def parse(headers: Mapping[str, str], body: bytes, *, subscription: str = "") -> PushMessage:
     """Parse a push request; ``headers`` keys lower-case.
 
-    Unwrapped when Pub/Sub's metadata headers are there or the caller names
-    the subscription (a route per subscription, for ``no_wrapper`` without
-    metadata); wrapped otherwise.
+    Unwrapped when Pub/Sub's metadata headers are there, or when the caller
+    names the subscription (the last segment of the path: a route per
+    subscription, for ``no_wrapper`` without metadata) and the body is not the
+    wrapped envelope; wrapped otherwise. A wrapped request names its own
+    subscription, whatever the path it was sent to (``/pubsub``, ``/push``...).
     """
-    if H_MESSAGE_ID in headers or H_SUBSCRIPTION in headers or subscription:
+    if H_MESSAGE_ID in headers or H_SUBSCRIPTION in headers:
         return parse_unwrapped(headers, body, subscription=subscription)
-    return parse_wrapped(body)
+    envelope = _envelope(body)
+    if envelope is None and subscription:
+        return parse_unwrapped(headers, body, subscription=subscription)
+    return parse_wrapped(body, envelope)
 
 
-def parse_wrapped(body: bytes) -> PushMessage:
-    """The JSON envelope of a wrapped push request."""
+def _envelope(body: bytes) -> dict[str, Any] | None:
+    """The wrapped envelope, if that is what the body is; None otherwise."""
+    if body.lstrip()[:1] != b"{":
+        return None
     try:
         envelope = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadPush(
-            f"the body is not JSON ({exc}); a wrapped Pub/Sub push request is a JSON object "
-            "with 'message' and 'subscription'"
-        ) from None
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if isinstance(envelope, dict) and isinstance(envelope.get("message"), dict):
+        return envelope
+    return None
+
+
+def parse_wrapped(body: bytes, envelope: dict[str, Any] | None = None) -> PushMessage:
+    """The JSON envelope of a wrapped push request (``envelope``: already parsed)."""
+    if envelope is None:
+        try:
+            envelope = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise BadPush(
+                f"the body is not JSON ({exc}); a wrapped Pub/Sub push request is a JSON "
+                "object with 'message' and 'subscription'"
+            ) from None
     if not isinstance(envelope, dict) or not isinstance(envelope.get("message"), dict):
         raise BadPush(
             "the body is JSON but not Pub/Sub's push format: expected an object with a "

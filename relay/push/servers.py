@@ -125,11 +125,17 @@ class WSGIPushApp:
         return [body]
 
 
-def asgi_app(handler: PushHandler) -> ASGIPushApp:
-    """The ASGI application for ``handler``."""
-    return ASGIPushApp(handler)
+def asgi_app(handler: PushHandler | None = None) -> ASGIPushApp:
+    """The ASGI application for ``handler`` (default: ``from_settings()``)."""
+    return ASGIPushApp(handler if handler is not None else _from_settings())
 
 
-def wsgi_app(handler: PushHandler) -> WSGIPushApp:
-    """The WSGI application for ``handler``."""
-    return WSGIPushApp(handler)
+def wsgi_app(handler: PushHandler | None = None) -> WSGIPushApp:
+    """The WSGI application for ``handler`` (default: ``from_settings()``)."""
+    return WSGIPushApp(handler if handler is not None else _from_settings())
+
+
+def _from_settings() -> PushHandler:
+    from relay.push.configure import from_settings
+
+    return from_settings()

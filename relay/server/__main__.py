@@ -20,7 +20,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8085, help="0 for a free port")
     parser.add_argument(
         "--allow-remote", action="store_true",
-        help="listen on a non-loopback host (the server has no authentication)",
+        help="listen on a non-loopback host and push to non-loopback endpoints (the "
+        "server has no authentication)",
     )
     args = parser.parse_args(argv)
     try:

@@ -68,6 +68,15 @@ def unimplemented(method: str) -> ServiceError:
     )
 
 
+def push_subscription() -> ServiceError:
+    """Pull or StreamingPull on a push subscription (Pub/Sub's answer)."""
+    return ServiceError(
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "This method is not supported for push subscriptions with a defined push "
+        "configuration.",
+    )
+
+
 def split_name(name: str, collection: str) -> tuple[str, str]:
     """``projects/P/<collection>/ID`` -> ``(P, ID)``, or INVALID_ARGUMENT."""
     parts = name.split("/")

@@ -49,6 +49,8 @@ class Config:
     max_delivery_attempts: int = 5
     ordering: bool = False
     exactly_once: bool = False
+    #: The subscription pushes (``relay.server.push``): Pull and StreamingPull refuse it.
+    push: bool = False
 
 
 class Entry:
@@ -220,6 +222,19 @@ class Queue:
             if woke:
                 self.cond.notify_all()
         return dead
+
+    def restore(self, ack_ids: Iterable[str]) -> None:
+        """Take back leases whose messages were never handed over (a pusher that
+        stopped before sending): ready again, first, the attempt uncounted."""
+        with self.cond:
+            for ack_id in reversed(list(ack_ids)):
+                lease = self._leases.pop(ack_id, None)
+                if lease is None:
+                    continue
+                self._unhold(lease)
+                lease.entry.attempts -= 1
+                self._ready.appendleft(lease.entry)
+            self.cond.notify_all()
 
     def counts(self) -> dict[str, int]:
         with self.cond:

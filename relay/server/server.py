@@ -31,7 +31,8 @@ class PubSubServer:
 
     It serves google-cloud-pubsub (``PUBSUB_EMULATOR_HOST=server.address``) and
     relay's transport: topics, subscriptions, Publish, Pull, StreamingPull,
-    Acknowledge, ModifyAckDeadline and an IAM policy that allows everything.
+    Acknowledge, ModifyAckDeadline, push delivery to loopback endpoints (any
+    endpoint with ``allow_remote``) and an IAM policy that allows everything.
     Nothing is persisted. ``port=0`` takes a free port. Each streaming pull
     holds a worker thread for its lifetime: ``max_workers`` bounds the calls
     served at once, streams included.
@@ -50,7 +51,9 @@ class PubSubServer:
         self.host = host
         self.port = port
         self.max_workers = max_workers
+        self.allow_remote = allow_remote
         self.broker = Broker()
+        self.services: Services | None = None
         self._server: Any = None
         self._lock = threading.Lock()
         self._stopped = False
@@ -68,7 +71,8 @@ class PubSubServer:
                 ThreadPoolExecutor(max_workers=self.max_workers, thread_name_prefix="relay-server"),
                 options=_OPTIONS,
             )
-            server.add_generic_rpc_handlers((Services(self.broker),))
+            services = Services(self.broker, allow_remote=self.allow_remote)
+            server.add_generic_rpc_handlers((services,))
             bind = f"[{self.host}]" if ":" in self.host else self.host
             try:
                 port = server.add_insecure_port(f"{bind}:{self.port}")
@@ -80,6 +84,7 @@ class PubSubServer:
             self.broker.start()
             server.start()
             self._server = server
+            self.services = services
         return self
 
     def stop(self, grace: float | None = 1.0) -> None:
@@ -90,6 +95,8 @@ class PubSubServer:
                 return
             self._stopped = True
             server = self._server
+        if self.services is not None:
+            self.services.push.stop()
         self.broker.stop()
         server.stop(grace).wait()
 

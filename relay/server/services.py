@@ -20,6 +20,7 @@ from google.rpc import error_details_pb2, status_pb2
 
 from relay.server import names, streams
 from relay.server.names import ServiceError
+from relay.server.push import PushDelivery
 from relay.server.state import Broker
 
 _EMPTY = empty_pb2.Empty()
@@ -98,9 +99,10 @@ def _apply_mask(stored: Any, update: Any, mask: Any, allowed: set[str], kind: st
 class Services:
     """The method handlers, over one ``Broker``."""
 
-    def __init__(self, broker: Broker) -> None:
+    def __init__(self, broker: Broker, *, allow_remote: bool = False) -> None:
         self.broker = broker
         self.settle = streams.Settle(broker)
+        self.push = PushDelivery(broker, self.settle, allow_remote)
         self.policies: dict[str, Any] = {}
         self.handlers: dict[str, Any] = self._handlers()
 
@@ -133,6 +135,7 @@ class Services:
             ),
             "Acknowledge": _unary(self.acknowledge, _pb(t.AcknowledgeRequest)),
             "ModifyAckDeadline": _unary(self.modify_ack_deadline, _pb(t.ModifyAckDeadlineRequest)),
+            "ModifyPushConfig": _unary(self.modify_push_config, _pb(t.ModifyPushConfigRequest)),
             "StreamingPull": grpc.stream_stream_rpc_method_handler(
                 streams.streaming_pull(self.broker, self.settle),
                 request_deserializer=_pb(t.StreamingPullRequest).FromString,
@@ -220,7 +223,10 @@ class Services:
 
     # ----------------------------------------------------------- subscriber
     def create_subscription(self, sub: Any) -> Any:
-        return self.broker.create_subscription(sub)
+        self.push.check(sub.push_config)
+        created = self.broker.create_subscription(sub)
+        self.push.sync(sub.name)
+        return created
 
     def get_subscription(self, request: Any) -> Any:
         return self.broker.subscription(request.subscription)
@@ -240,9 +246,22 @@ class Services:
         )
         if not updated.ack_deadline_seconds:
             updated.ack_deadline_seconds = names.DEFAULT_ACK_DEADLINE
-        if updated.push_config.push_endpoint:
-            raise names.unimplemented("Push delivery (push_config.push_endpoint)")
-        return self.broker.replace_subscription(updated)
+        return self._replace(updated)
+
+    def modify_push_config(self, request: Any) -> Any:
+        """An empty push config makes the subscription pull; a set one, push."""
+        stored = self.broker.subscription(request.subscription)
+        updated = type(stored)()
+        updated.CopyFrom(stored)
+        updated.push_config.CopyFrom(request.push_config)
+        self._replace(updated)
+        return _EMPTY
+
+    def _replace(self, updated: Any) -> Any:
+        self.push.check(updated.push_config)
+        replaced = self.broker.replace_subscription(updated)
+        self.push.sync(updated.name)
+        return replaced
 
     def list_subscriptions(self, request: Any) -> Any:
         project = names.project_of(request.project)
@@ -256,6 +275,7 @@ class Services:
 
     def delete_subscription(self, request: Any) -> Any:
         self.broker.delete_subscription(request.subscription)
+        self.push.sync(request.subscription)
         return _EMPTY
 
     def _pull(self, request: Any, context: Any) -> bytes:

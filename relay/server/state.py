@@ -22,6 +22,7 @@ from google.pubsub_v1 import types as gtypes
 from relay.server import names
 from relay.server.filter_language import FilterError, parse
 from relay.server.names import ServiceError
+from relay.server.push import PUSH_BACKOFF
 from relay.server.queue import Config, Entry, Queue
 
 PubsubMessage = gtypes.PubsubMessage.pb()
@@ -64,6 +65,9 @@ def subscription_config(sub: Any) -> Config:
                 "minimum no greater than the maximum."
             )
         backoff = (low, high)
+    push = bool(sub.push_config.push_endpoint)
+    if push and backoff is None:
+        backoff = PUSH_BACKOFF
     dead_letter, attempts = "", names.DEFAULT_DELIVERY_ATTEMPTS
     if sub.HasField("dead_letter_policy") and sub.dead_letter_policy.dead_letter_topic:
         dead_letter = sub.dead_letter_policy.dead_letter_topic
@@ -84,6 +88,7 @@ def subscription_config(sub: Any) -> Config:
         max_delivery_attempts=attempts,
         ordering=sub.enable_message_ordering,
         exactly_once=sub.enable_exactly_once_delivery,
+        push=push,
     )
 
 
@@ -158,8 +163,6 @@ class Broker:
     def create_subscription(self, sub: Any) -> Any:
         _, short = names.split_name(sub.name, "subscriptions")
         _, topic_short = names.split_name(sub.topic, "topics")
-        if sub.HasField("push_config") and sub.push_config.push_endpoint:
-            raise names.unimplemented("Push delivery (push_config.push_endpoint)")
         for field in ("bigquery_config", "cloud_storage_config"):
             if sub.HasField(field):
                 raise names.unimplemented(f"Export subscriptions ({field})")

@@ -77,6 +77,8 @@ def pull(broker: Broker, request: Any, context: Any) -> bytes:
             if queue.stopped:
                 raise names.ServiceError(grpc.StatusCode.UNAVAILABLE, "the server is stopping")
             config = queue.config
+            if config.push:
+                raise names.push_subscription()
             leases = queue.take_locked(
                 None, request.max_messages, MAX_RESPONSE_BYTES, config.ack_deadline
             )
@@ -137,6 +139,8 @@ class StreamingPull:
                         context.abort(grpc.StatusCode.UNAVAILABLE, "the server is stopping")
                     if self.error is not None:
                         _abort(context, self.error)
+                    if queue.config.push:
+                        _abort(context, names.push_subscription())
                     if not self.open or not context.is_active():
                         return
                     leases = queue.take_locked(

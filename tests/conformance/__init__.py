@@ -46,6 +46,9 @@ Scenarios, one module each:
   NOT_FOUND on publish, ALREADY_EXISTS, at most 100 attributes.
 * ``test_killed_subscriber``: after a subscriber process is SIGKILLed,
   messages published afterwards reach a live subscriber promptly.
+* ``test_push``: a push subscription POSTs the wrapped JSON body to an
+  endpoint on 127.0.0.1; a 500 brings the message again, a 204 acks it; Pull
+  on a push subscription is FAILED_PRECONDITION.
 
 Known differences: ``helpers.KNOWN_DIFFERENCES`` is the table (server,
 scenario, description) that ``docs/`` lists. A scenario where a server is

@@ -75,6 +75,16 @@ KNOWN_DIFFERENCES: tuple[KnownDifference, ...] = (
         "a message with more than 100 attributes is accepted instead of being rejected "
         "with INVALID_ARGUMENT",
     ),
+    KnownDifference(
+        "google", "push-delivery-attempt",
+        "a push to a subscription with a dead-letter policy carries no deliveryAttempt "
+        "in its JSON body (it still counts attempts and dead-letters after the maximum)",
+    ),
+    KnownDifference(
+        "google", "push-pull",
+        "Pull on a push subscription is served (it finds nothing, the pusher has the "
+        "messages) instead of failing with FAILED_PRECONDITION",
+    ),
 )
 
 

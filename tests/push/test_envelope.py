@@ -38,6 +38,19 @@ def test_snake_case_fields_are_read_too() -> None:
     assert message.publish_time == datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
 
 
+def test_a_wrapped_request_names_its_subscription_whatever_the_path() -> None:
+    # Pushed to https://host/pubsub, an app mounted at / sees the route "pubsub":
+    # the envelope, not the path, says which subscription it is.
+    message = parse({}, envelope({"a": 1}), subscription="pubsub")
+    assert message.short_subscription == "orders" and message.data == b'{"a": 1}'
+
+
+def test_a_route_names_the_subscription_of_an_unwrapped_body() -> None:
+    for body in (b'{"order": 7}', b"plain text", b'{"message": "not an object"}'):
+        message = parse({}, body, subscription="orders")
+        assert (message.short_subscription, message.data) == ("orders", body)
+
+
 def test_unwrapped_headers_become_metadata_and_attributes() -> None:
     headers = {
         "x-goog-pubsub-subscription-name": "projects/p/subscriptions/orders",

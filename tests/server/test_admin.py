@@ -91,7 +91,7 @@ def test_subscriptions_are_listed_updated_and_outlive_their_topic(clients: Clien
         ({"dead_letter_policy": {"dead_letter_topic": f"projects/{PROJECT}/topics/nowhere"}},
          gexc.NotFound, r"resource=nowhere"),
         ({"push_config": {"push_endpoint": "https://example.com/push"}},
-         gexc.MethodNotImplemented, "relay's Pub/Sub server"),
+         gexc.InvalidArgument, "pushes to loopback only"),
     ],
 )
 def test_bad_subscriptions_are_refused(

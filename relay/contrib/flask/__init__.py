@@ -10,6 +10,7 @@
     def send_welcome(user_id: int) -> None: ...
 
     send_welcome.delay(42)                    # in a view
+    relay_ext.mount_push(app)                 # serve Pub/Sub push at /_relay/push
 
 ``init_app`` reads relay's settings from ``app.config["RELAY"]`` and
 flask-gcp-pubsub's ``PUBSUB_*`` keys (``Relay(...)`` keywords win), makes them

@@ -27,7 +27,7 @@ import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from flask import Flask, current_app, has_app_context
 
@@ -44,10 +44,17 @@ from relay.settings import Settings
 from relay.subscription import Subscription, check_unique, sub
 from relay.tasks import Task, task
 
+if TYPE_CHECKING:
+    from relay.push import PushHandler
+
 F = TypeVar("F", bound=Callable[..., Any])
 S = TypeVar("S", bound=Subscription)
 #: The key in ``app.extensions``.
 EXTENSION = "relay"
+#: The key in ``app.extensions`` of the ``PushHandler`` ``mount_push`` made.
+PUSH_EXTENSION = "relay.push"
+#: Where ``mount_push`` serves push requests unless told otherwise.
+PUSH_PREFIX = "/_relay/push"
 #: ``prog`` of the ``flask relay`` commands (their usage lines, errors and READY line).
 FLASK_PROG = "flask relay"
 
@@ -271,6 +278,43 @@ class Relay:
 
         return decorator
 
+    # ------------------------------------------------------------------ push
+    def mount_push(
+        self, app: Flask | None = None, url_prefix: str = PUSH_PREFIX, *,
+        subscriptions: Iterable[Subscription] | None = None,
+    ) -> PushHandler:
+        """Serve Pub/Sub push requests at ``url_prefix`` of ``app`` (default: the
+        current or only app): ``Relay(app).mount_push(app)``.
+
+        The handler is ``relay.push.from_settings`` on the app's settings (the
+        ``PUSH_*`` keys) and this extension's subscriptions (or
+        ``subscriptions``), built now: ``PUSH_AUTH="oidc"`` without
+        ``PUSH_AUDIENCE`` or ``PUSH_SERVICE_ACCOUNT`` raises
+        ``ConfigurationError`` here, ``PUSH_AUTH="off"`` logs a WARNING here.
+        Declare (or register) the subscriptions first. Returns the handler, also
+        kept in ``app.extensions["relay.push"]``. See docs/push.md.
+        """
+        from relay.contrib.flask.push import push_blueprint
+        from relay.push import from_settings
+
+        state = self.state(app)
+        if PUSH_EXTENSION in state.app.extensions:
+            raise ConfigurationError(
+                f"Flask app {state.app.name!r} already serves push requests; call mount_push "
+                "once per app"
+            )
+        served = list(self.subscriptions if subscriptions is None else subscriptions)
+        if not served:
+            raise ConfigurationError(
+                "mount_push: this Relay extension has no subscriptions to serve; declare them "
+                "with ext.task, ext.sub or ext.bucket (or add them with ext.register) before "
+                "mounting, or pass subscriptions=[...]"
+            )
+        handler = from_settings(state.settings, served)
+        state.app.register_blueprint(push_blueprint(handler), url_prefix=url_prefix)
+        state.app.extensions[PUSH_EXTENSION] = handler
+        return handler
+
     # --------------------------------------------------------------- running
     def run(
         self, argv: Sequence[str] | None = None, *, app: Flask | None = None,
@@ -306,4 +350,7 @@ def _script_name() -> str:
     return os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "relay"
 
 
-__all__ = ["EXTENSION", "FLASK_PROG", "Relay", "RelayState", "with_app_context"]
+__all__ = [
+    "EXTENSION", "FLASK_PROG", "PUSH_EXTENSION", "PUSH_PREFIX", "Relay", "RelayState",
+    "with_app_context",
+]

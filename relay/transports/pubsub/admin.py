@@ -27,6 +27,11 @@ _FIELD_MASK_PATHS = {
     "dead_letter_topic": "dead_letter_policy",
     "max_delivery_attempts": "dead_letter_policy",
     "enable_exactly_once_delivery": "enable_exactly_once_delivery",
+    # The push configuration is replaced as a whole; an empty one makes it a pull
+    # subscription again.
+    "push_endpoint": "push_config",
+    "push_service_account": "push_config",
+    "push_audience": "push_config",
 }
 
 
@@ -122,6 +127,7 @@ class PubSubAdmin:
         if "dead_letter_policy" in sub and sub.dead_letter_policy.dead_letter_topic:
             dead_letter = self._short_topic(sub.dead_letter_policy.dead_letter_topic)
             attempts = sub.dead_letter_policy.max_delivery_attempts or 5
+        push = _push_fields(sub)
         return SubscriptionSpec(
             name=name,
             topic=self._short_topic(sub.topic),
@@ -133,6 +139,9 @@ class PubSubAdmin:
             max_delivery_attempts=attempts,
             enable_message_ordering=sub.enable_message_ordering,
             enable_exactly_once_delivery=sub.enable_exactly_once_delivery,
+            push_endpoint=push[0],
+            push_service_account=push[1],
+            push_audience=push[2],
         )
 
     def _short_topic(self, path: str) -> str:
@@ -166,6 +175,8 @@ class PubSubAdmin:
                 dead_letter_topic=self._topic_ref(spec.dead_letter_topic),
                 max_delivery_attempts=spec.max_delivery_attempts,
             )
+        if spec.push_endpoint:
+            sub.push_config = _push_config(spec)
         return sub
 
     def create_subscription(self, spec: SubscriptionSpec) -> bool:
@@ -281,6 +292,26 @@ def _warn_emulator_retry_policy(subscription: str) -> None:
         "docs/reliability.md, 'The emulator'). If handlers fail repeatedly in emulator "
         "runs, set DEFAULT_RETRY_POLICY=none there", subscription,
     )
+
+
+def _push_config(spec: SubscriptionSpec) -> Any:
+    config = gtypes.PushConfig(push_endpoint=spec.push_endpoint)
+    if spec.push_service_account:
+        config.oidc_token = gtypes.PushConfig.OidcToken(
+            service_account_email=spec.push_service_account, audience=spec.push_audience
+        )
+    return config
+
+
+def _push_fields(sub: Any) -> tuple[str, str, str]:
+    """A subscription's push endpoint, service account and audience ("" for pull)."""
+    if "push_config" not in sub or not sub.push_config.push_endpoint:
+        return "", "", ""
+    config = sub.push_config
+    if "oidc_token" not in config:
+        return config.push_endpoint, "", ""
+    token = config.oidc_token
+    return config.push_endpoint, token.service_account_email, token.audience
 
 
 def _retry_policy(policy: RetryPolicy) -> Any:

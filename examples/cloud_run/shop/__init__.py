@@ -1,0 +1,1 @@
+"""A shop whose handlers run on Cloud Run by push, and locally by pull."""

@@ -1,0 +1,102 @@
+"""Push delivery to an HTTP endpoint the test serves on 127.0.0.1.
+
+The real service (https://cloud.google.com/pubsub/docs/push): each message is
+POSTed in the wrapped JSON format, ``{"message": {"data": <base64>,
+"attributes", "messageId", "message_id", "publishTime", "publish_time"},
+"subscription": <name>}``, plus ``deliveryAttempt`` when the subscription has
+a dead-letter policy; 102, 200, 201, 202 and 204 acknowledge, any other
+status is a nack and the message comes again. Pull on a push subscription
+fails with FAILED_PRECONDITION ("This method is not supported for push
+subscriptions with a defined push configuration").
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from google.api_core import exceptions as gexc
+
+from tests.conformance.helpers import Clients, known_difference
+
+pytestmark = [pytest.mark.emulator, pytest.mark.conformance]
+
+
+class Endpoint:
+    """Records each POST's JSON body; answers 500 to the first, 204 after."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+        endpoint = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                with endpoint.lock:
+                    endpoint.bodies.append(json.loads(body))
+                    status = 500 if len(endpoint.bodies) == 1 else 204
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/push"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def got(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return list(self.bodies)
+
+
+@pytest.fixture
+def endpoint() -> Iterator[Endpoint]:
+    made = Endpoint()
+    yield made
+    made.server.shutdown()
+    made.server.server_close()
+
+
+def test_a_push_is_wrapped_redelivered_after_500_and_acked_by_204(
+    clients: Clients, endpoint: Endpoint, wait_for: Callable[..., Any]
+) -> None:
+    topic = clients.topic()
+    dead = clients.topic("dead")
+    sub = clients.subscription(topic, push_config={"push_endpoint": endpoint.url},
+                               dead_letter_policy={"dead_letter_topic": dead,
+                                                   "max_delivery_attempts": 5})
+    message_id = clients.publish(topic, b"pushed", colour="blue")
+    wait_for(lambda: len(endpoint.got()) >= 2, timeout=15, what="a push and its redelivery")
+    time.sleep(1.5)  # room for a third push; the 204 acked, so there must be none
+    bodies = endpoint.got()
+    assert len(bodies) == 2
+    for body in bodies:
+        assert body["subscription"] == sub
+        message = body["message"]
+        assert base64.b64decode(message["data"]) == b"pushed"
+        assert message["attributes"] == {"colour": "blue"}
+        assert message["messageId"] == message["message_id"] == message_id
+        assert message["publishTime"] == message["publish_time"]
+    if known_difference(clients.server, "google", "push-delivery-attempt"):
+        assert ["deliveryAttempt" in body for body in bodies] == [False, False]
+    else:
+        assert [body["deliveryAttempt"] for body in bodies] == [1, 2]
+
+    if known_difference(clients.server, "google", "push-pull"):
+        assert clients.pull(sub, timeout=2.0) == []
+    else:
+        with pytest.raises(gexc.FailedPrecondition):
+            clients.subscriber.pull(
+                request={"subscription": sub, "max_messages": 1}, timeout=5, retry=None)
