@@ -359,7 +359,8 @@ def main(argv: list[str] | None = None) -> int:
         DOC.parent.mkdir(exist_ok=True)
         # The sections bench_latency.py, bench_tasks.py and bench_publish.py
         # write, carried over.
-        carried = ("bench_latency", "bench_tasks", "bench_publish", "bench_push", "bench_targets2")
+        carried = ("bench_latency", "bench_tasks", "bench_publish", "bench_push", "bench_targets2",
+                   "bench_targets")
         kept = "\n\n".join(k for k in (marked_section(DOC, n) for n in carried) if k)
         DOC.write_text(render_doc(args, table, ratio_rows, overhead, info)
                        + (f"\n{kept}\n" if kept else ""))

@@ -1,18 +1,29 @@
 """Latency at a steady rate on the Pub/Sub emulator: relay beside the bare client.
 
     uv run python bench/bench_latency.py [--rate 200] [--duration 40] [--ack-deadline 60]
-                                         [--late 5] [--lifetime 15] [--tail S] [--no-write]
+                                         [--late 5] [--lifetime 15] [--tail S]
+                                         [--variants bare,relay-grpc,relay-pubsub]
+                                         [--json PATH] [--no-write]
 
-Starts Google's Pub/Sub emulator on a free loopback port (``relay.emulator``) and
-gives each variant a fresh topic with one fresh subscription (ack deadline
-``--ack-deadline``, no retry policy, nothing else set):
+Starts the default emulator (``relay.emulator``: relay's own server unless
+``RELAY_EMULATOR=google``) on a free loopback port and gives each variant a
+fresh topic with one fresh subscription (ack deadline ``--ack-deadline``, no
+retry policy, nothing else set):
 
 * ``bare``: google-cloud-pubsub's ``SubscriberClient.subscribe`` with its defaults;
-* ``relay``: a ``relay.Worker`` with relay's default settings (but
+* ``relay-grpc``: a ``relay.Worker`` with relay's default settings (but
   ``DEFAULT_RETRY_POLICY=none`` and ``ACK_DEADLINE``, so that its subscription is
-  the bare client's);
-* ``relay-short``: the same worker with ``STREAM_LIFETIME=--lifetime`` (15 s:
-  what relay used on the emulator by default before issue 9).
+  the bare client's) and ``TRANSPORT="grpc"`` named (the default since issue 13);
+* ``relay-pubsub``: the same worker with ``TRANSPORT="pubsub"`` (google's client);
+* ``relay-short`` (only if ``--variants`` names it): the grpc worker with
+  ``STREAM_LIFETIME=--lifetime`` (15 s: what relay used on the emulator by
+  default before issue 9).
+
+Before issue 13 the ``relay`` variant named no transport, so it silently became
+the grpc transport when that became the default; each relay variant now names
+its own. The verdict on issue 13's P4 ("p50 and p99 no worse than the bare
+client + 2 ms") is printed and written for ``relay-grpc``; ``--json PATH``
+writes the summaries and the verdict for ``bench_targets.py``.
 
 Each consumer runs in its own process (this script with ``consume``), all at the
 same time, so they share the machine's noise. This process publishes, with
@@ -69,18 +80,46 @@ TAIL_MARGIN = 20.0
 START_TIMEOUT = 60.0
 
 
+#: Issue 13's P4: relay's p50 and p99 no worse than the bare client's + this.
+P4_MARGIN_S = 0.002
+DEFAULT_VARIANTS = ("bare", "relay-grpc", "relay-pubsub")
+
+
 def variants(lifetime: float) -> dict[str, tuple[str, dict[str, Any], str]]:
     """name -> (contender, relay settings, what it is)."""
+    same = ("(but no retry policy and the same ack deadline, so its subscription is the bare "
+            "client's)")
     return {
         "bare": ("bare", {}, "google-cloud-pubsub `SubscriberClient.subscribe`, its defaults"),
-        "relay": ("relay", {}, "relay `Worker`, default settings (but no retry policy and "
-                  "the same ack deadline, so its subscription is the bare client's)"),
+        "relay-grpc": ("relay", {"TRANSPORT": "grpc"},
+                       f"relay `Worker`, default settings {same}, `TRANSPORT=\"grpc\"` "
+                       "(relay's own transport, the default)"),
+        "relay-pubsub": ("relay", {"TRANSPORT": "pubsub"},
+                         f"relay `Worker`, default settings {same}, `TRANSPORT=\"pubsub\"` "
+                         "(google-cloud-pubsub's streaming pull underneath)"),
         "relay-short": (
-            "relay", {"STREAM_LIFETIME": lifetime},
-            f"relay `Worker`, `STREAM_LIFETIME={lifetime:g}` (the emulator default before "
-            "issue 9)",
+            "relay", {"TRANSPORT": "grpc", "STREAM_LIFETIME": lifetime},
+            f"relay `Worker` on grpc, `STREAM_LIFETIME={lifetime:g}` (the emulator default "
+            "before issue 9)",
         ),
     }
+
+
+def p4_verdict(rows: dict[str, dict[str, Any]], name: str = "relay-grpc") -> dict[str, Any]:
+    """Issue 13's P4 for variant ``name``: p50 and p99 <= the bare client's + 2 ms."""
+    relay, bare = rows.get(name, {}), rows.get("bare", {})
+    keys = ("p50", "p99")
+    if not all(isinstance(r.get(k), float) and not math.isnan(r[k]) for r in (relay, bare)
+               for k in keys):
+        return {"met": None, "text": f"P4: {name} or bare did not run; no verdict."}
+    over = {k: relay[k] - bare[k] for k in keys}
+    met = all(v <= P4_MARGIN_S for v in over.values())
+    text = (f"P4 ({name}): p50 {relay['p50'] * 1000:.1f} ms vs bare {bare['p50'] * 1000:.1f} ms "
+            f"({over['p50'] * 1000:+.1f} ms), p99 {relay['p99'] * 1000:.1f} ms vs bare "
+            f"{bare['p99'] * 1000:.1f} ms ({over['p99'] * 1000:+.1f} ms): "
+            f"{'MET' if met else 'NOT MET'} (target: each no worse than bare + "
+            f"{P4_MARGIN_S * 1000:g} ms)")
+    return {"met": met, "text": text, "over_ms": {k: v * 1000 for k, v in over.items()}}
 
 
 # ------------------------------------------------------------- consumer side
@@ -350,6 +389,7 @@ def render(rows: dict[str, dict[str, Any]], about: dict[str, str], args: argpars
            info: dict[str, Any]) -> str:
     bare = rows.get("bare", {})
     tail = info["tail_s"]
+    verdicts = "\n".join(f"* {p4_verdict(rows, n)['text']}" for n in rows if n != "bare")
     table = [
         f"| variant | received within {tail:g} s | p50 | p99 | max | later than {args.late:g} s "
         "| delivered again | p50 / bare | p99 / bare | max / bare |",
@@ -385,7 +425,8 @@ Produced by one command (it rewrites only this section):
 
 * Run: {info['started']:%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, Linux \
 {platform.release()}, Python {platform.python_version()}, shared and noisy
-* Broker: Google's Pub/Sub emulator on loopback, one process for the run; a fresh
+* Load average before the run: {info['loadavg']}
+* Broker: {info['broker']} on loopback, one process for the run; a fresh
   topic and subscription per variant (ack deadline {args.ack_deadline} s, no retry policy)
 * Load: {args.rate:g} messages/s to each topic for {args.duration:g} s, all variants at
   once, each consumer in its own process; publishing (google's publisher client, in
@@ -398,10 +439,15 @@ included); a message delivered more than once counts at its first delivery. The
 consumers wait {tail:g} s after the last publish; a message not received by then
 counts as later than that (`> {tail:g} s`), in the percentiles and the late count
 too. Before issue 9, relay reopened every stream on the emulator every 15 s, and
-the emulator kept handing some messages to the stream that had just ended:
-those came one ack deadline late, or later (`relay-short`).
+Google's emulator kept handing some messages to the stream that had just ended:
+those came one ack deadline late, or later (`relay-short`, when it is run).
 
 {chr(10).join(table)}
+
+Issue 13's P4 (publish-to-handler p50/p99 at 200 msgs/s no worse than the bare
+client + 2 ms), per relay variant:
+
+{verdicts}
 
 Later than {args.late:g} s, to the second:
 
@@ -427,8 +473,14 @@ def main(argv: list[str] | None = None) -> int:
                              f"(default: the ack deadline + {TAIL_MARGIN:g})")
     parser.add_argument("--warmup", type=float, default=3.0,
                         help="seconds of traffic, not counted, before the measured run")
+    parser.add_argument("--variants", default=",".join(DEFAULT_VARIANTS),
+                        help=f"comma-separated, of {', '.join(variants(15.0))}")
+    parser.add_argument("--json", type=Path, help="also write the summaries here, as JSON")
     parser.add_argument("--no-write", action="store_true", help=f"do not write {DOC}")
     args = parser.parse_args(argv)
+    chosen = [n for n in args.variants.split(",") if n]
+    if unknown := set(chosen) - set(variants(args.lifetime)):
+        parser.error(f"unknown variant(s) {sorted(unknown)}")
     if not 10 <= args.ack_deadline <= 600 or args.rate <= 0 or args.duration <= 0:
         parser.error("--ack-deadline must be 10..600, --rate and --duration positive")
     if args.tail is not None and args.tail < 0:
@@ -439,7 +491,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from relay.emulator import running_emulator
 
-    about = {name: text for name, (_, _, text) in variants(args.lifetime).items()}
+    loadavg = Path("/proc/loadavg").read_text().split()[:3]
+    picked = {n: v for n, v in variants(args.lifetime).items() if n in chosen}
+    about = {name: text for name, (_, _, text) in picked.items()}
     count = max(1, round(args.rate * args.duration))
     started = dt.datetime.now(dt.timezone.utc)
     run_id = f"{started:%H%M%S}"
@@ -449,13 +503,14 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, dict[str, Any]] = {}
     behind = 0.0
     with running_emulator() as emulator:
-        print(f"emulator on {emulator.address} (pid {emulator.pid})", flush=True)
+        broker = emulator.label
+        print(f"{broker} on {emulator.address} (pid {emulator.pid})", flush=True)
         provision(list(names.values()), args.ack_deadline)
         publisher = pubsub_v1.PublisherClient()
         topics = [publisher.topic_path(PROJECT, n) for n in names.values()]
         hard_limit = START_TIMEOUT + args.warmup + args.duration + tail + 60
         try:
-            for name, (contender, settings, _) in variants(args.lifetime).items():
+            for name, (contender, settings, _) in picked.items():
                 consumers.append(Consumer(name, [
                     sys.executable, str(Path(__file__).resolve()), "consume", contender,
                     "--subscription", names[name], "--messages", str(count),
@@ -490,12 +545,21 @@ def main(argv: list[str] | None = None) -> int:
                 consumer.kill()
             publisher.stop()
 
-    command = "uv run python bench/bench_latency.py " + " ".join(argv)
+    shown = [a for i, a in enumerate(argv)
+             if a != "--json" and not (i and argv[i - 1] == "--json")]
+    command = "uv run python bench/bench_latency.py " + " ".join(shown)
     info = {"command": command.strip(), "started": started, "behind_s": behind,
-            "tail_s": tail}
+            "tail_s": tail, "broker": broker, "loadavg": " ".join(loadavg)}
     section = render(results, about, args, info)
     print()
     print(section)
+    if args.json:
+        args.json.write_text(json.dumps({
+            "rows": {n: {k: v for k, v in r.items() if k != "late_s"} for n, r in results.items()},
+            "p4": {n: p4_verdict(results, n) for n in results if n != "bare"},
+            "loadavg": info["loadavg"], "broker": broker, "command": info["command"],
+            "behind_s": behind,
+        }, default=str))
     if not args.no_write:
         write_section(DOC, SECTION, section, heading="")
         print(f"wrote {DOC.relative_to(ROOT)}")

@@ -19,13 +19,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8085, help="0 for a free port")
     parser.add_argument(
+        "--max-workers", type=int, default=1024, metavar="N",
+        help="calls served at once, each streaming pull included (default: 1024)",
+    )
+    parser.add_argument(
         "--allow-remote", action="store_true",
         help="listen on a non-loopback host and push to non-loopback endpoints (the "
         "server has no authentication)",
     )
     args = parser.parse_args(argv)
     try:
-        server = PubSubServer(args.host, args.port, allow_remote=args.allow_remote).start()
+        server = PubSubServer(
+            args.host, args.port, allow_remote=args.allow_remote, max_workers=args.max_workers
+        ).start()
     except ServerError as exc:
         say(f"error: {exc}", stream=sys.stderr)
         return 2

@@ -34,13 +34,16 @@ class PubSubServer:
     Acknowledge, ModifyAckDeadline, push delivery to loopback endpoints (any
     endpoint with ``allow_remote``) and an IAM policy that allows everything.
     Nothing is persisted. ``port=0`` takes a free port. Each streaming pull
-    holds a worker thread for its lifetime: ``max_workers`` bounds the calls
-    served at once, streams included.
+    holds a worker thread for its lifetime: ``max_workers`` (1024 by default,
+    threads started as needed) bounds the calls served at once, streams
+    included; a call beyond it fails at once with RESOURCE_EXHAUSTED rather
+    than waiting unserved (128, the old bound, left a worker's 129th stream
+    silently idle).
     """
 
     def __init__(
         self, host: str = "127.0.0.1", port: int = 0, *, allow_remote: bool = False,
-        max_workers: int = 128,
+        max_workers: int = 1024,
     ) -> None:
         if host not in LOOPBACK and not allow_remote:
             raise ServerError(
@@ -69,7 +72,7 @@ class PubSubServer:
                 return self
             server = grpc.server(
                 ThreadPoolExecutor(max_workers=self.max_workers, thread_name_prefix="relay-server"),
-                options=_OPTIONS,
+                options=_OPTIONS, maximum_concurrent_rpcs=self.max_workers,
             )
             services = Services(self.broker, allow_remote=self.allow_remote)
             server.add_generic_rpc_handlers((services,))

@@ -133,6 +133,8 @@ class _Sub:
     nacked: int = 0
     expired: int = 0
     dead_lettered: int = 0
+    #: No outstanding lease lapses before this (a lower bound): scans wait for it.
+    next_lapse: float = float("inf")
 
     def _ordered(self, record: PublishedRecord) -> bool:
         return bool(self.spec.enable_message_ordering and record.ordering_key)
@@ -176,12 +178,20 @@ class _Sub:
     def lease(self, record: PublishedRecord, attempt: int, lease_seconds: float) -> MemoryMessage:
         message = MemoryMessage(record, attempt, self)
         message.leased_until = time.monotonic() + lease_seconds
+        self.next_lapse = min(self.next_lapse, message.leased_until)
         self.outstanding[id(message)] = message
         self.outstanding_bytes += len(record.data)
         return message
 
     def expire_overdue(self, now: float) -> float | None:
-        """Take back messages whose lease lapsed; returns the next lapse time. Under cond."""
+        """Take back messages whose lease lapsed; returns the next lapse time. Under cond.
+
+        Scans the outstanding messages only once the earliest lease can have lapsed:
+        a scan per delivery cost a Worker far more than the delivery itself, since
+        it keeps up to FLOW_MAX_MESSAGES outstanding.
+        """
+        if now < self.next_lapse:
+            return None if self.next_lapse == float("inf") else self.next_lapse
         soonest: float | None = None
         for message in list(self.outstanding.values()):
             if message.leased_until <= now:
@@ -191,6 +201,7 @@ class _Sub:
                     message.leased_until if soonest is None
                     else min(soonest, message.leased_until)
                 )
+        self.next_lapse = float("inf") if soonest is None else soonest
         return soonest
 
     def settle(self, message: MemoryMessage, how: str) -> BaseException | None:

@@ -1,0 +1,881 @@
+"""Three of issue 13's targets, measured side by side: P2 (several streams per
+subscription), P5 (one worker, 200 subscriptions) and P4 (latency at 200 msgs/s).
+
+    uv run python bench/bench_targets.py [--messages 40000] [--rounds 2] [--streams 1,2,4]
+                                         [--subscriptions 200] [--latency-duration 20]
+                                         [--skip p2,p5,p4] [--no-write]
+
+Starts relay's server (``relay.emulator.running_emulator()``, the default kind,
+loopback) once for P2 and P5; every measured consumer is a fresh process of this
+script (``--child``).
+
+* **P2**: per round (rounds interleaved, the order of the stream counts rotated),
+  for each of ``--streams``: a fresh topic and subscription (ack deadline 60 s),
+  ``--messages`` messages published to it first (raw ``Publish`` RPCs of 1,000,
+  not measured), then a child runs a ``relay.Worker`` on ``TRANSPORT="grpc"``
+  with ``STREAMS_PER_SUBSCRIPTION=K`` (other settings default) whose handler
+  notes each message's ``seq``; wall from ``worker.start()`` to the last
+  distinct message handled, and from the first to the last. The child's CPU
+  (``getrusage``) and the server's (``/proc/PID/stat``) over the same span give
+  how many of the machine's cores the two kept busy. Target: K=4 drains >= 3.5x
+  faster than K=1 (median of per-round ratios).
+* **P5**: ``--subscriptions`` topics and subscriptions are provisioned first (not
+  measured) and one message is published to each before each child starts. The
+  child builds a ``relay.Worker`` over that many ``@sub`` handlers (``setup()``
+  before the clock starts), then times from ``worker.start()`` to every entry of
+  ``worker.status()["subscriptions"]`` reading ``open``, and to a first message
+  handled on every subscription (the proof that every stream is really pulling:
+  ``status()`` says ``open`` as soon as a stream is started). Then, after 2 s:
+  ``threading.active_count()``, the OS thread count (``Threads:`` of
+  ``/proc/self/status``), ``VmRSS`` and ``VmHWM``. Contenders: relay on
+  ``grpc`` (the default), relay on ``pubsub`` and google-cloud-pubsub's
+  ``SubscriberClient`` with one ``subscribe()`` per subscription. Target (grpc):
+  <= 64 threads, <= 300 MB RSS, every stream open within 10 s.
+* **P4**: runs ``bench/bench_latency.py --rate 200 --duration D --ack-deadline 10``
+  (its own server and section of ``docs/performance.md``; relay on grpc, relay on
+  pubsub and the bare subscriber at once) and reads its verdict back.
+
+``/proc/loadavg`` is recorded before each measured run. Prints a table and
+rewrites the ``bench_targets`` section of ``docs/performance.md`` (and, through
+``bench_latency.py``, its section). Figures only; nothing asserts a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import logging
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+from _common import ATTRIBUTES, PROJECT, guard_environment, median, payload, write_section  # noqa: E402
+
+DOC = ROOT / "docs" / "performance.md"
+SECTION, HEADING = "bench_targets", "## Issue 13: several streams, 200 subscriptions, latency"
+ACK_DEADLINE = 60
+P2_TARGET = 3.5
+P5_THREADS, P5_RSS_MB, P5_OPEN_S = 64, 300.0, 10.0
+P5_CONTENDERS = ("grpc", "pubsub", "bare")
+#: Seconds a P5 child waits after every subscription had its message, before counting.
+SETTLE_S = 2.0
+
+
+# ------------------------------------------------------------------ both children
+def status_kb(field: str) -> int:
+    status = Path("/proc/self/status").read_text()
+    return int(status.split(field + ":", 1)[1].split()[0])
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def relay_settings(transport: str, **extra: Any) -> Any:
+    import relay
+
+    return relay.Settings.load({"GC_PROJECT_ID": PROJECT, "TRANSPORT": transport,
+                                "ACK_DEADLINE": ACK_DEADLINE, "DEFAULT_RETRY_POLICY": None,
+                                **extra}, environ={})
+
+
+def emit(out: dict[str, Any]) -> None:
+    print(json.dumps(out), flush=True)
+
+
+def child_p2(args: argparse.Namespace) -> dict[str, Any]:
+    """Drain ``--messages`` from one subscription with ``--streams`` streams."""
+    import relay
+
+    n = args.messages
+    lock, done = threading.Lock(), threading.Event()
+    seqs: set[int] = set()
+    marks: dict[str, float] = {}
+    deliveries = [0]
+
+    @relay.sub(args.subscription)  # topic and subscription share the name
+    def handler(data: Any, **attrs: str) -> None:
+        now = time.perf_counter()
+        with lock:
+            deliveries[0] += 1
+            marks.setdefault("first", now)
+            seqs.add(data["seq"])
+            if len(seqs) >= n and "last" not in marks:
+                marks["last"] = now
+                done.set()
+
+    worker = relay.Worker([handler], settings=relay_settings(
+        "grpc", STREAMS_PER_SUBSCRIPTION=args.streams, FLOW_MAX_MESSAGES=args.flow))
+    worker.setup()  # the subscription exists and matches: this changes nothing
+    print("start", flush=True)
+    cpu0, t0 = cpu_seconds(), time.perf_counter()
+    worker.start()
+    ok = done.wait(args.timeout)
+    end = marks.get("last", time.perf_counter())
+    cpu = cpu_seconds() - cpu0
+    wall = end - t0
+    steady = end - marks.get("first", t0)
+    out = {"ok": ok, "received": len(seqs), "deliveries": deliveries[0], "wall_s": wall,
+           "cpu_s": cpu, "rate": len(seqs) / wall if wall else 0.0,
+           "steady_rate": (len(seqs) - 1) / steady if steady > 0 else 0.0,
+           "first_s": marks.get("first", end) - t0, "threads": threading.active_count(),
+           "peak_mb": status_kb("VmHWM") / 1024}
+    if not ok:
+        out["error"] = f"{len(seqs):,} of {n:,} messages within {args.timeout:g} s"
+    emit(out)
+    worker.stop(timeout=10)
+    return out
+
+
+def thread_kinds() -> dict[str, int]:
+    """Threads by name, digits dropped (``ThreadPoolExecutor-3_0`` -> ``ThreadPoolExecutor-_``)."""
+    kinds = Counter("".join(c for c in t.name if not c.isdigit()) for t in threading.enumerate())
+    return dict(kinds.most_common(6))
+
+
+def child_p5(args: argparse.Namespace) -> dict[str, Any]:
+    """One consumer over ``--count`` subscriptions: open times, threads, RSS."""
+    names = [f"{args.prefix}-{i:03d}" for i in range(args.count)]
+    lock, all_in = threading.Lock(), threading.Event()
+    got: set[str] = set()
+
+    def arrived(name: str) -> None:
+        with lock:
+            got.add(name)
+            if len(got) >= len(names):
+                all_in.set()
+
+    out: dict[str, Any] = {"ok": False, "base_threads": status_kb("Threads")}
+    status_open: float | None = None
+    stop: Callable[[], Any]
+    if args.transport == "bare":
+        from google.cloud import pubsub_v1
+
+        client = pubsub_v1.SubscriberClient()
+
+        def callback_for(name: str) -> Callable[[Any], None]:
+            def callback(message: Any) -> None:
+                message.ack()
+                arrived(name)
+            return callback
+
+        out["ready_mb"] = status_kb("VmRSS") / 1024
+        t0 = time.perf_counter()
+        futures = [client.subscribe(client.subscription_path(PROJECT, name), callback_for(name))
+                   for name in names]
+        started = time.perf_counter() - t0
+
+        def stop() -> None:
+            for future in futures:
+                future.cancel()
+            client.close()
+    else:
+        import relay
+
+        def handler_for(name: str) -> Any:
+            def handler(data: Any, **attrs: str) -> None:
+                arrived(name)
+            handler.__name__ = f"handle_{name.replace('-', '_')}"
+            return relay.sub(name)(handler)
+
+        worker = relay.Worker([handler_for(name) for name in names],
+                              settings=relay_settings(args.transport))
+        worker.setup()  # everything exists and matches: this changes nothing
+        out["ready_mb"] = status_kb("VmRSS") / 1024
+        t0 = time.perf_counter()
+        worker.start()
+        started = time.perf_counter() - t0
+        deadline = t0 + args.timeout
+        while time.perf_counter() < deadline:
+            subs = worker.status()["subscriptions"]
+            if len(subs) == len(names) and all(s["state"] == "open" for s in subs):
+                status_open = time.perf_counter() - t0
+                break
+            time.sleep(0.01)
+        out["states"] = dict(Counter(s["state"] for s in worker.status()["subscriptions"]))
+
+        def stop() -> None:
+            worker.stop(timeout=5)
+    ok = all_in.wait(max(0.0, t0 + args.timeout - time.perf_counter()))
+    delivered = time.perf_counter() - t0 if ok else None
+    time.sleep(SETTLE_S)
+    out.update(ok=ok, start_s=started, status_open_s=status_open, delivered_s=delivered,
+               subscriptions_delivered=len(got), py_threads=threading.active_count(),
+               os_threads=status_kb("Threads"), rss_mb=status_kb("VmRSS") / 1024,
+               hwm_mb=status_kb("VmHWM") / 1024, kinds=thread_kinds())
+    if not ok:
+        out["error"] = (f"{len(got)} of {len(names)} subscriptions delivered within "
+                        f"{args.timeout:g} s")
+    emit(out)
+    with contextlib.suppress(Exception):
+        stop()
+    return out
+
+
+def child_server(args: argparse.Namespace) -> None:
+    """relay's server with ``max_workers=--workers``, until stdin closes."""
+    from relay.server.server import PubSubServer
+
+    server = PubSubServer("127.0.0.1", 0, max_workers=args.workers).start()
+    emit({"address": server.address})
+    sys.stdin.read()
+    server.stop(grace=1.0)
+
+
+class WideServer:
+    """relay's server in a process of its own, as ``relay.emulator`` starts it
+    (``python -m relay.server``), but with ``PubSubServer(max_workers=N)``: that
+    command has no option for it, and its 128 serve at most 128 calls at once,
+    streams included."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self.label = f"relay's Pub/Sub server (`PubSubServer(max_workers={workers})`)"
+
+    def __enter__(self) -> WideServer:
+        self.proc = subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve()), "--child", "server", "--workers",
+             str(self.workers)], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            text=True, env=guard_environment(dict(os.environ)))
+        assert self.proc.stdout is not None
+        self.address = json.loads(self.proc.stdout.readline())["address"]
+        self.pid = self.proc.pid
+        self.previous = os.environ.get("PUBSUB_EMULATOR_HOST")
+        os.environ["PUBSUB_EMULATOR_HOST"] = self.address
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.previous is None:
+            os.environ.pop("PUBSUB_EMULATOR_HOST", None)
+        else:
+            os.environ["PUBSUB_EMULATOR_HOST"] = self.previous
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(15)
+
+
+# ------------------------------------------------------------------------ driver
+def loadavg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def proc_cpu_seconds(pid: int | None) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, TypeError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Admin:
+    """Topics, subscriptions and raw batched publishing on the server."""
+
+    def __init__(self, address: str) -> None:
+        import grpc
+        from google.cloud import pubsub_v1
+        from google.pubsub_v1 import types
+
+        self.publisher, self.subscriber = pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
+        self.types = types
+        self.channel = grpc.insecure_channel(address)
+        self.publish_rpc = self.channel.unary_unary(
+            "/google.pubsub.v1.Publisher/Publish",
+            request_serializer=types.PublishRequest.pb().SerializeToString,
+            response_deserializer=types.PublishResponse.pb().FromString)
+
+    def create(self, name: str) -> None:
+        topic = self.publisher.topic_path(PROJECT, name)
+        self.publisher.create_topic(request={"name": topic})
+        self.subscriber.create_subscription(request={
+            "name": self.subscriber.subscription_path(PROJECT, name), "topic": topic,
+            "ack_deadline_seconds": ACK_DEADLINE})
+
+    def delete(self, name: str) -> None:
+        with contextlib.suppress(Exception):
+            self.subscriber.delete_subscription(
+                request={"subscription": self.subscriber.subscription_path(PROJECT, name)})
+        with contextlib.suppress(Exception):
+            self.publisher.delete_topic(request={"topic": self.publisher.topic_path(PROJECT, name)})
+
+    def publish(self, name: str, bodies: list[bytes]) -> None:
+        message = self.types.PubsubMessage.pb()
+        request = self.types.PublishRequest.pb()
+        path = self.publisher.topic_path(PROJECT, name)
+        for at in range(0, len(bodies), 1000):
+            chunk = bodies[at:at + 1000]
+            self.publish_rpc(request(topic=path, messages=[
+                message(data=b, attributes=ATTRIBUTES) for b in chunk]), timeout=60)
+
+    def close(self) -> None:
+        self.channel.close()
+        self.subscriber.close()
+        self.publisher.stop()
+
+
+def child_env(address: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RELAY_")}
+    env.update(PUBSUB_EMULATOR_HOST=address)
+    return guard_environment(env)
+
+
+def run_child(cmd: list[str], address: str, server_pid: int | None, timeout: float
+              ) -> dict[str, Any]:
+    """Run a child; the server's CPU from its ``start`` line to its JSON line."""
+    proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), *cmd], cwd=ROOT,
+                            env=child_env(address), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    timer = threading.Timer(timeout, proc.kill)
+    timer.start()
+    result: dict[str, Any] | None = None
+    server0 = server1 = proc_cpu_seconds(server_pid)
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.startswith("start"):
+                server0 = proc_cpu_seconds(server_pid)
+            elif line.startswith("{"):
+                server1 = proc_cpu_seconds(server_pid)
+                result = json.loads(line)
+        proc.wait(30)
+    finally:
+        timer.cancel()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(30)
+    if result is None:
+        stderr = proc.stderr.read() if proc.stderr else ""
+        return {"ok": False, "error": f"exit {proc.returncode}: {stderr.strip()[-600:]}"}
+    result["server_cpu_s"] = server1 - server0
+    return result
+
+
+P2Key = tuple[int, int]  # (FLOW_MAX_MESSAGES, STREAMS_PER_SUBSCRIPTION)
+
+
+def run_p2(args: argparse.Namespace, server: Any, admin: Admin, tag: str,
+           bodies: list[bytes]) -> list[dict[P2Key, dict[str, Any]]]:
+    keys = [(f, int(k)) for f in (int(x) for x in args.flows.split(","))
+            for k in args.streams.split(",")]
+    rounds: list[dict[P2Key, dict[str, Any]]] = []
+    for rnd in range(args.rounds):
+        shift = rnd % len(keys)
+        results: dict[P2Key, dict[str, Any]] = {}
+        for flow, k in keys[shift:] + keys[:shift]:
+            name = f"p2-{tag}-{rnd}-{flow}-{k}"
+            admin.create(name)
+            admin.publish(name, bodies)
+            load = loadavg()
+            r = run_child(["--child", "p2", "--subscription", name, "--streams", str(k),
+                           "--flow", str(flow), "--messages", str(args.messages),
+                           "--timeout", str(args.timeout)],
+                          server.address, server.pid, args.timeout + 60)
+            r["loadavg"] = load
+            if r.get("ok"):
+                r["server_us"] = 1e6 * r["server_cpu_s"] / args.messages
+                r["child_us"] = 1e6 * r["cpu_s"] / args.messages
+                r["cores"] = (r["cpu_s"] + r["server_cpu_s"]) / r["wall_s"]
+                print(f"P2 round {rnd} flow={flow} streams={k}: {r['rate']:8,.0f} msgs/s wall "
+                      f"({r['steady_rate']:,.0f} first-to-last), first message after "
+                      f"{r['first_s']:.2f} s; worker CPU {r['child_us']:.1f} µs/msg, server "
+                      f"{r['server_us']:.1f} µs/msg, cores busy {r['cores']:.2f}; "
+                      f"load {load}", flush=True)
+            else:
+                print(f"P2 round {rnd} flow={flow} streams={k}: FAILED {r.get('error')}",
+                      flush=True)
+            admin.delete(name)
+            results[(flow, k)] = r
+        rounds.append(results)
+    return rounds
+
+
+def run_p5(args: argparse.Namespace, server: Any, admin: Admin, tag: str
+           ) -> list[dict[str, dict[str, Any]]]:
+    prefix = f"p5-{tag}"
+    names = [f"{prefix}-{i:03d}" for i in range(args.subscriptions)]
+    t0 = time.monotonic()
+    for name in names:
+        admin.create(name)
+    print(f"P5: {len(names)} topics and subscriptions provisioned in "
+          f"{time.monotonic() - t0:.1f} s", flush=True)
+    contenders = [c for c in P5_CONTENDERS if c in args.p5_contenders.split(",")]
+    rounds: list[dict[str, dict[str, Any]]] = []
+    for rnd in range(args.p5_rounds):
+        results: dict[str, dict[str, Any]] = {}
+        shift = rnd % len(contenders)
+        for contender in contenders[shift:] + contenders[:shift]:
+            for i, name in enumerate(names):
+                admin.publish(name, [payload(i)])
+            load = loadavg()
+            r = run_child(["--child", "p5", "--transport", contender, "--prefix", prefix,
+                           "--count", str(len(names)), "--timeout", str(args.p5_timeout)],
+                          server.address, server.pid, args.p5_timeout + 90)
+            r["loadavg"] = load
+            print(f"P5 round {rnd} {contender}: " + (
+                f"start() {r['start_s']:.2f} s, status open {fmt_s(r.get('status_open_s'))}, "
+                f"every subscription delivered {fmt_s(r.get('delivered_s'))} "
+                f"({r['subscriptions_delivered']} of {len(names)}); threads "
+                f"{r['os_threads']} (Python {r['py_threads']}), RSS {r['rss_mb']:.0f} MB, "
+                f"peak {r['hwm_mb']:.0f} MB; {r.get('kinds')}; load {load}"
+                if "os_threads" in r else f"FAILED {r.get('error')}"), flush=True)
+            # Drain what a failed run left, so the next contender starts from one each.
+            with contextlib.suppress(Exception):
+                for name in names:
+                    path = admin.subscriber.subscription_path(PROJECT, name)
+                    admin.subscriber.seek(request={"subscription": path, "time": dt.datetime.now(
+                        dt.timezone.utc) + dt.timedelta(seconds=1)})
+            results[contender] = r
+        rounds.append(results)
+    for name in names:
+        admin.delete(name)
+    return rounds
+
+
+def run_p4(args: argparse.Namespace) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "latency.json"
+        cmd = [sys.executable, str(HERE / "bench_latency.py"), "--rate", "200", "--duration",
+               f"{args.latency_duration:g}", "--ack-deadline", "10", "--json", str(out)]
+        if args.no_write:
+            cmd.append("--no-write")
+        load = loadavg()
+        print("P4: " + " ".join(cmd[1:]), flush=True)
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False,
+                              env=guard_environment(dict(os.environ)), timeout=600)
+        if not out.exists():
+            return {"error": f"exit {proc.returncode}: {proc.stderr.strip()[-600:]}"}
+        result: dict[str, Any] = json.loads(out.read_text())
+    result["loadavg_driver"] = load
+    for text in result.get("p4", {}).values():
+        print(text["text"], flush=True)
+    return result
+
+
+# ---------------------------------------------------------------------- render
+def fmt_s(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f} s"
+
+
+def p2_summary(rounds: list[dict[P2Key, dict[str, Any]]]) -> dict[P2Key, dict[str, Any]]:
+    keys = sorted(rounds[0]) if rounds else []
+    summary: dict[P2Key, dict[str, Any]] = {}
+    for k in keys:
+        one = (k[0], min(s for f, s in keys if f == k[0]))
+        ok = [r[k] for r in rounds if r[k].get("ok")]
+        ratios = [r[k]["rate"] / r[one]["rate"] for r in rounds
+                  if r[k].get("ok") and r[one].get("ok")]
+        summary[k] = {key: median(x[key] for x in ok) for key in
+                      ("rate", "steady_rate", "child_us", "server_us", "cores", "first_s")}
+        summary[k].update(ratio=median(ratios), runs=len(ok),
+                          each=[r[k]["rate"] if r[k].get("ok") else None for r in rounds])
+    return summary
+
+
+def p2_table(summary: dict[P2Key, dict[str, Any]]) -> str:
+    lines = ["| `FLOW_MAX_MESSAGES` | streams | msgs/s, start to last (rounds) | / 1 stream "
+             "| msgs/s, first to last | per stream | worker CPU µs/msg | server CPU µs/msg "
+             "| cores busy (of 2) | first message after |", "|---" * 10 + "|"]
+    for (flow, k), s in summary.items():
+        if not s["runs"]:
+            lines.append(f"| {flow:,} | {k} | failed |" + " |" * 7)
+            continue
+        each = ", ".join("failed" if v is None else f"{v:,.0f}" for v in s["each"])
+        lines.append(f"| {flow:,} | {k} | **{s['rate']:,.0f}** ({each}) | {s['ratio']:.2f} "
+                     f"| {s['steady_rate']:,.0f} | {s['rate'] / k:,.0f} | {s['child_us']:.1f} "
+                     f"| {s['server_us']:.1f} | {s['cores']:.2f} | {s['first_s']:.2f} s |")
+    return "\n".join(lines)
+
+
+def p5_summary(rounds: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for name in rounds[0] if rounds else []:
+        runs = [r[name] for r in rounds if "os_threads" in r[name]]
+        if not runs:
+            out[name] = {"error": rounds[0][name].get("error")}
+            continue
+        row: dict[str, Any] = {}
+        for key in ("start_s", "status_open_s", "delivered_s"):
+            vals = [x[key] for x in runs if x.get(key) is not None]
+            row[key] = median(vals) if len(vals) == len(runs) else None
+        for key in ("os_threads", "py_threads", "rss_mb", "hwm_mb", "ready_mb"):
+            row[key] = max(x[key] for x in runs)
+        row.update(kinds=runs[-1].get("kinds"), runs=len(runs), ok=all(x["ok"] for x in runs),
+                   loadavg=[x["loadavg"] for x in runs])
+        out[name] = row
+    return out
+
+
+P5_LABELS = {"grpc": "relay, `TRANSPORT=\"grpc\"` (default)",
+             "pubsub": "relay, `TRANSPORT=\"pubsub\"`",
+             "bare": "google-cloud-pubsub, 200 `subscribe()`"}
+
+
+def p5_table(summary: dict[str, dict[str, Any]], count: int) -> str:
+    lines = [f"| consumer of {count} subscriptions | `start()` returns | all `open` in "
+             "`status()` | a message handled on every subscription | OS threads (Python) "
+             "| RSS after, MB | peak RSS, MB | most common threads |", "|---" * 8 + "|"]
+    for name, s in summary.items():
+        if "error" in s:
+            lines.append(f"| {P5_LABELS[name]} | failed: {s['error']} |" + " |" * 6)
+            continue
+        kinds = ", ".join(f"`{k}` {v}" for k, v in (s["kinds"] or {}).items())
+        status = "n/a" if name == "bare" else fmt_s(s["status_open_s"])
+        lines.append(f"| {P5_LABELS[name]} | {fmt_s(s['start_s'])} | {status} "
+                     f"| {fmt_s(s['delivered_s'])} | **{s['os_threads']:,}** "
+                     f"({s['py_threads']:,}) | {s['rss_mb']:.0f} | {s['hwm_mb']:.0f} "
+                     f"| {kinds} |")
+    return "\n".join(lines)
+
+
+def p2_pairs(p2: dict[P2Key, dict[str, Any]]) -> list[tuple[P2Key, P2Key]]:
+    """(one stream, most streams) for each flow setting."""
+    pairs = []
+    for flow in sorted({f for f, _ in p2}):
+        counts = [k for f, k in p2 if f == flow]
+        pairs.append(((flow, min(counts)), (flow, max(counts))))
+    return pairs
+
+
+def verdicts(p2: dict[P2Key, dict[str, Any]] | None, p5: dict[str, dict[str, Any]] | None,
+             p4: dict[str, Any] | None, args: argparse.Namespace) -> list[list[str]]:
+    rows: list[list[str]] = []
+    for one, top in p2_pairs(p2 or {}):
+        a, b = p2[one], p2[top]  # type: ignore[index]
+        if not a["runs"] or not b["runs"]:
+            rows.append(["P2", f"FLOW_MAX_MESSAGES={one[0]}", "failed", "—", "—"])
+            continue
+        ratio = b["ratio"]
+        default = " (the default)" if one[0] == 100 else ""
+        rows.append(["P2", f"one subscription, {top[1]} streams vs {one[1]} (grpc transport), "
+                     f"`FLOW_MAX_MESSAGES={one[0]}`{default}, draining {args.messages:,}",
+                     f"{b['rate']:,.0f} vs {a['rate']:,.0f} msgs/s",
+                     f"{ratio:.2f}x (target >= {P2_TARGET}x)",
+                     "MET" if ratio >= P2_TARGET else "NOT MET"])
+    if p5 and "grpc" in p5 and "error" not in p5["grpc"]:
+        g = p5["grpc"]
+        delivered = g["delivered_s"]
+        met = (g["os_threads"] <= P5_THREADS and g["hwm_mb"] <= P5_RSS_MB
+               and delivered is not None and delivered <= P5_OPEN_S)
+        rows.append(["P5", f"one relay worker (grpc), {args.subscriptions} subscriptions",
+                     f"{g['os_threads']} OS threads, peak RSS {g['hwm_mb']:.0f} MB, every "
+                     f"stream delivering after {fmt_s(delivered)}",
+                     f"threads {g['os_threads'] / P5_THREADS:.2f}x the limit of {P5_THREADS}, "
+                     f"RSS {g['hwm_mb'] / P5_RSS_MB:.2f}x {P5_RSS_MB:.0f} MB, open "
+                     f"{(delivered or float('inf')) / P5_OPEN_S:.2f}x {P5_OPEN_S:g} s",
+                     "MET" if met else "NOT MET"])
+    if p4 and "p4" in p4 and "relay-grpc" in p4["p4"]:
+        v = p4["p4"]["relay-grpc"]
+        rows_ = p4["rows"]
+        g, b = rows_.get("relay-grpc", {}), rows_.get("bare", {})
+        over = v.get("over_ms", {})
+        rows.append(["P4", f"publish-to-handler latency at 200 msgs/s, relay (grpc) vs bare, "
+                     f"{args.latency_duration:g} s",
+                     f"p50 {g['p50'] * 1000:.1f} / bare {b['p50'] * 1000:.1f} ms, p99 "
+                     f"{g['p99'] * 1000:.1f} / bare {b['p99'] * 1000:.1f} ms",
+                     f"p50 {over.get('p50', float('nan')):+.1f} ms, p99 "
+                     f"{over.get('p99', float('nan')):+.1f} ms (limit +2 ms)",
+                     "MET" if v["met"] else ("NOT MET" if v["met"] is False else "—")])
+    return rows
+
+
+def verdict_table(rows: list[list[str]]) -> str:
+    lines = ["| target | what | figure | against the target | verdict |", "|---" * 5 + "|"]
+    lines += ["| " + " | ".join([*r[:-1], f"**{r[-1]}**"]) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def p4_table(p4: dict[str, Any]) -> str:
+    lines = ["| variant | received | p50 | p99 | max | later than 5 s |", "|---" * 6 + "|"]
+    for name, r in p4.get("rows", {}).items():
+        def ms(v: Any) -> str:
+            return "—" if not isinstance(v, float) else (
+                "missing" if v == float("inf") else f"{v * 1000:,.1f} ms")
+        lines.append(f"| {name} | {r.get('received', 0):,} / {r.get('expected', 0):,} "
+                     f"| {ms(r.get('p50'))} | {ms(r.get('p99'))} | {ms(r.get('max'))} "
+                     f"| {r.get('late', '—')} |")
+    return "\n".join(lines)
+
+
+def render(args: argparse.Namespace, info: dict[str, Any]) -> str:
+    found = [f"{d} {metadata.version(d)}" for d in ("relay-pubsub", "google-cloud-pubsub",
+             "grpcio", "protobuf") if any(metadata.distributions(name=d))]
+    parts = [f"""{HEADING}
+
+Written by one command (it rewrites only this section; P4's run also rewrites
+`bench_latency`'s section above):
+
+```
+{info['command']}
+```
+
+* Run: {info['started']:%Y-%m-%d %H:%M} UTC, {info['wall_s'] / 60:.1f} minutes; relay at
+  commit {info['revision']} (working tree as it was, other work in progress)
+* Machine: **{os.cpu_count()} cores, shared** with another engineer's benchmarks and
+  other work (load average before the run: {info['loadavg']}; before each measured
+  run: in the notes below); Linux {platform.release()}, Python {platform.python_version()}
+* Versions: {', '.join(found)}
+* Broker: {info['server']} on loopback (one process, its own Python and GIL) for P2;
+  {info.get('p5_server', '—')} for P5; `bench_latency.py` starts its own for P4.
+
+{verdict_table(info['verdicts'])}
+"""]
+    if info.get("p2"):
+        p2 = info["p2"]
+        parts.append(f"""### P2: one subscription, several streams
+
+{args.messages:,} messages (`bench/_common.payload(i)`, ~300 bytes of JSON, 2
+attributes) published to a fresh subscription before each run; a fresh
+`relay.Worker` process on `TRANSPORT="grpc"` with `STREAMS_PER_SUBSCRIPTION`
+= 1, 2 or 4 and everything else default (`CONCURRENCY=16`,
+`FLOW_MAX_MESSAGES=100` per stream, `LoggingMiddleware` at WARNING) drains it;
+the handler only notes the message's `seq`. {args.rounds} interleaved rounds,
+order rotated; bold: median; "/ 1 stream": median of per-round ratios; "per
+stream": msgs/s divided by the stream count; "cores busy": the worker's and the
+server's CPU over the drain, divided by its wall time. Load average before each
+run: {', '.join(info['p2_loads'])}.
+
+{p2_table(p2)}
+
+{info['p2_why']}
+""")
+    if info.get("p5"):
+        parts.append(f"""### P5: one consumer, {args.subscriptions} subscriptions
+
+{args.subscriptions} topics and subscriptions provisioned first, one message
+published to each before each run; a fresh process per consumer ({args.p5_rounds}
+round(s), order rotated); the consumer's `setup()` (or client creation) comes
+before the clock starts. "All `open` in `status()`": every subscription's
+`state` is `open` (the worker sets it as it starts the stream, so this is
+bookkeeping, not proof of a pulling stream); "a message handled on every
+subscription" is that proof, and the figure the verdict uses. Threads and RSS
+are counted {SETTLE_S:g} s after that (the most of the rounds). Load average
+before each run: {'; '.join(f"{n} {', '.join(s.get('loadavg', []))}"
+                           for n, s in info['p5'].items())}.
+
+{p5_table(info['p5'], args.subscriptions)}
+
+{info['p5_note']}
+""")
+    if info.get("p4"):
+        p4 = info["p4"]
+        parts.append(f"""### P4: latency at 200 msgs/s
+
+From `bench_latency.py`'s run (its section above has the details): the three
+consumers at once, each on its own topic, {args.latency_duration:g} s at 200
+messages/s, ack deadline 10 s. Load average before it: {p4.get('loadavg', '?')}.
+
+{p4_table(p4)}
+
+{chr(10).join('* ' + v['text'] for v in p4.get('p4', {}).values())}
+""")
+    elif info.get("p4_error"):
+        parts.append(f"### P4\n\nbench_latency.py failed: {info['p4_error']}\n")
+    return "\n".join(parts)
+
+
+def p2_explain(p2: dict[P2Key, dict[str, Any]]) -> str:
+    """What bounds the drain, from the figures of this run."""
+    pairs = [(o, t) for o, t in p2_pairs(p2) if p2[o]["runs"] and p2[t]["runs"]]
+    if not pairs:
+        return ""
+    lines = []
+    for one, top in pairs:
+        a, b = p2[one], p2[top]
+        worker_cores = a["rate"] * a["child_us"] / 1e6
+        line = (f"* `FLOW_MAX_MESSAGES={one[0]:,}`: {one[1]} stream {a['rate']:,.0f} msgs/s, "
+                f"{top[1]} streams {b['rate']:,.0f} ({b['ratio']:.2f}x). The worker and the "
+                f"server together kept {a['cores']:.2f} and {b['cores']:.2f} of the 2 cores "
+                f"busy: the pair did not saturate the machine (other work shared it: see the "
+                f"load averages); with one stream the worker process alone used "
+                f"{worker_cores:.2f} of a core ({a['child_us']:.1f} µs/msg) and the server "
+                f"{a['rate'] * a['server_us'] / 1e6:.2f} ({a['server_us']:.1f} µs/msg).")
+        if one[0] <= 100:
+            line += (f" The streams of a subscription share `FLOW_MAX_MESSAGES` (each of "
+                     f"{top[1]} gets {-(-one[0] // top[1])}), so the subscription never holds more "
+                     f"than {one[0]} unsettled messages whatever the stream count; at "
+                     f"{a['rate']:,.0f} msgs/s each message spends "
+                     f"{1000 * one[0] / a['rate']:.1f} ms between its delivery and the server "
+                     f"freeing its slot (the server counts a stream's messages out until their "
+                     f"acks arrive; the ack batch waits up to 5 ms, "
+                     f"`relay/transports/grpc/settle.py` `FLUSH_INTERVAL`, then a round trip): "
+                     f"flow control, not the stream, is the bound (the next lines agree).")
+        else:
+            line += (f" One stream already delivers {a['rate']:,.0f} msgs/s; at "
+                     f"{a['child_us']:.1f} µs of CPU per message one worker process (one GIL) "
+                     f"cannot take more than ~{1e6 / a['child_us']:,.0f} even with a whole core to "
+                     f"itself, so more streams have little left to add and cost more CPU per "
+                     f"message: the consumer process, not the stream, is the bound.")
+        lines.append(line)
+    low = [o for o, _ in pairs if o[0] <= 100]
+    high = [o for o, _ in pairs if o[0] > 100]
+    if low and high:
+        lines.append(f"* Raising `FLOW_MAX_MESSAGES` from {low[0][0]} to {high[-1][0]:,} on one "
+                     f"stream gives {p2[high[-1]]['rate'] / p2[low[0]]['rate']:.1f}x, the "
+                     f"speed-up several streams were meant to give.")
+    lines.append("* relay's server does not serialize a subscription's streams beyond one "
+                 "lock per subscription (`Queue.cond`, `relay/server/queue.py`: each take, ack "
+                 "and modack holds it briefly); on a 2-core machine shared by the server and "
+                 "the worker, one stream on loopback is never the narrowest point, so P2 "
+                 "(a per-stream limit, as on Pub/Sub) cannot show here.")
+    return "\n".join(lines)
+
+
+def p5_explain(p5: dict[str, dict[str, Any]]) -> str:
+    notes = []
+    for name, s in p5.items():
+        if "error" in s:
+            notes.append(f"{P5_LABELS[name]} failed: {s['error']}.")
+    g, p = p5.get("grpc", {}), p5.get("pubsub", {})
+    if "os_threads" in g and "os_threads" in p:
+        notes.append(f"relay on its own transport runs {p['os_threads'] / g['os_threads']:.0f}x "
+                     f"fewer threads than on google's client ({g['os_threads']} against "
+                     f"{p['os_threads']:,}) and holds {g['hwm_mb']:.0f} MB at its peak against "
+                     f"{p['hwm_mb']:.0f} MB.")
+    return " ".join(notes)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--messages", type=int, default=40_000, help="P2: messages per drain")
+    parser.add_argument("--rounds", type=int, default=2, help="P2: interleaved rounds")
+    parser.add_argument("--streams", default="1,2,4", help="P2: stream counts, the first is 1")
+    parser.add_argument("--flows", default="100,1000",
+                        help="P2: FLOW_MAX_MESSAGES values (shared by a subscription's streams)")
+    parser.add_argument("--flow", type=int, default=100, help=argparse.SUPPRESS)
+    parser.add_argument("--timeout", type=float, default=120.0, help="P2: seconds per drain")
+    parser.add_argument("--subscriptions", type=int, default=200, help="P5")
+    parser.add_argument("--p5-rounds", type=int, default=1)
+    parser.add_argument("--p5-contenders", default=",".join(P5_CONTENDERS))
+    parser.add_argument("--p5-timeout", type=float, default=60.0)
+    parser.add_argument("--latency-duration", type=float, default=20.0, help="P4: seconds")
+    parser.add_argument("--skip", default="", help="comma-separated: p2, p5, p4")
+    parser.add_argument("--no-write", action="store_true", help=f"do not write {DOC}")
+    parser.add_argument("--p5-server-workers", type=int, default=512,
+                        help="P5: max_workers of relay's server (0: the default emulator, "
+                             "whose 128 serve 128 streams at most)")
+    parser.add_argument("--child", choices=("p2", "p5", "server"), help=argparse.SUPPRESS)
+    parser.add_argument("--workers", type=int, default=128, help=argparse.SUPPRESS)
+    parser.add_argument("--subscription", help=argparse.SUPPRESS)
+    parser.add_argument("--prefix", help=argparse.SUPPRESS)
+    parser.add_argument("--count", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--transport", choices=P5_CONTENDERS, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    guard_environment()
+    if args.child:
+        logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+        try:
+            if args.child == "server":
+                child_server(args)
+            elif args.child == "p2":
+                args.streams = int(args.streams)
+                child_p2(args)
+            else:
+                child_p5(args)
+        except Exception as exc:  # reported to the driver, which prints it
+            emit({"ok": False, "error": f"{type(exc).__name__}: {exc}"})
+        sys.stdout.flush()
+        os._exit(0)  # do not wait on a client's threads at exit
+    skip = {s for s in args.skip.split(",") if s}
+
+    from relay.emulator import running_emulator
+
+    t0, started = time.monotonic(), dt.datetime.now(dt.timezone.utc)
+    tag = f"{started:%H%M%S}"
+    info: dict[str, Any] = {"started": started, "loadavg": loadavg(), "revision": revision()}
+    p2_rounds: list[dict[int, dict[str, Any]]] = []
+    p5_rounds: list[dict[str, dict[str, Any]]] = []
+    with running_emulator() as server:
+        info["server"] = server.label
+        print(f"{server.label} on {server.address} (pid {server.pid}); load {info['loadavg']}",
+              flush=True)
+        admin = Admin(server.address)
+        try:
+            if "p2" not in skip:
+                bodies = [payload(i) for i in range(args.messages)]
+                p2_rounds = run_p2(args, server, admin, tag, bodies)
+            if "p5" not in skip and not args.p5_server_workers:
+                info["p5_server"] = server.label
+                p5_rounds = run_p5(args, server, admin, tag)
+        finally:
+            admin.close()
+    if "p5" not in skip and args.p5_server_workers:
+        with WideServer(args.p5_server_workers) as wide:
+            info["p5_server"] = wide.label
+            print(f"P5 on {wide.label} at {wide.address} (pid {wide.pid})", flush=True)
+            admin = Admin(wide.address)
+            try:
+                p5_rounds = run_p5(args, wide, admin, tag)
+            finally:
+                admin.close()
+    if p2_rounds:
+        info["p2"] = p2_summary(p2_rounds)
+        info["p2_loads"] = [f"{k[1]}@{k[0]}: {r[k]['loadavg']}" for r in p2_rounds for k in r]
+        info["p2_why"] = p2_explain(info["p2"])
+    if p5_rounds:
+        info["p5"] = p5_summary(p5_rounds)
+        info["p5_note"] = p5_explain(info["p5"])
+        if args.p5_server_workers:
+            info["p5_note"] += (
+                " The run uses relay's server with `max_workers` raised: the default emulator "
+                "(`python -m relay.server`, `PubSubServer`'s default `max_workers=128`, with no "
+                "option to change it) serves at most 128 calls at once, streams included, so "
+                f"with {args.subscriptions} subscriptions only 128 streams are served and the "
+                "others wait without an error (a trial run in this session: 128 of 200 "
+                "subscriptions delivered within 10 s, relay and google's client alike; "
+                "`--p5-server-workers 0` reproduces it).")
+    if "p4" not in skip:
+        p4 = run_p4(args)
+        if "error" in p4:
+            info["p4_error"] = p4["error"]
+        else:
+            info["p4"] = p4
+    info["wall_s"] = time.monotonic() - t0
+    info["verdicts"] = verdicts(info.get("p2"), info.get("p5"), info.get("p4"), args)
+    info["command"] = ("uv run python bench/bench_targets.py "
+                       + " ".join(a for a in argv if a != "--no-write")).strip()
+    print()
+    if info.get("p2"):
+        print(p2_table(info["p2"]) + "\n\n" + info["p2_why"] + "\n")
+    if info.get("p5"):
+        print(p5_table(info["p5"], args.subscriptions) + "\n\n" + info["p5_note"] + "\n")
+    if info.get("p4"):
+        print(p4_table(info["p4"]) + "\n")
+    print(verdict_table(info["verdicts"]))
+    print(f"\nwall time {info['wall_s']:.0f} s")
+    if not args.no_write:
+        write_section(DOC, SECTION, render(args, info), heading="")
+        print(f"wrote {DOC.relative_to(ROOT)}")
+    return 0
+
+
+def revision() -> str:
+    """HEAD's short hash (read only)."""
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, timeout=30, check=False, cwd=ROOT).stdout.strip()
+    return "unknown"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
