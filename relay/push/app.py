@@ -219,48 +219,31 @@ class PushHandler:
                 "make the handler faster", message.message_id, sub.name, took, deadline,
             )
 
-    # ------------------------------------------------------------ sync (WSGI)
+    # ------------------------------------------------------- the one path
     def handle(
         self, headers: Mapping[str, str], body: bytes, *, subscription: str = ""
     ) -> PushResponse:
-        """One request, on the calling thread. ``headers`` keys lower-case;
+        """One request, on the calling thread (WSGI). ``headers`` keys lower-case;
         ``subscription`` names it for a route per subscription (unwrapped format)."""
-        began = _clock()
-        try:
-            refused = self._verify(headers)
-            if refused is not None:
-                return refused
-            admitted = self._admit(headers, body, subscription)
-            if isinstance(admitted, PushResponse):
-                return admitted
-            sub, message = admitted
-            wait, due = self._eta_wait(sub, message)
-            if wait and self._stopping.wait(wait):
-                return self._not_due(sub, message, closing=True)
-            if not due:
-                return self._not_due(sub, message)
-            drive(self._processor.run(sub, message, False))
-            try:
-                verdict: str | None = message.verdict.result(self.settle_timeout)
-            except FutureTimeout:
-                verdict = None
-            self._report_overrun(sub, message, began)
-            return self._respond(sub, message, verdict)
-        except Exception:
-            logger.exception("push request failed inside relay; answered %d", NACK_STATUS)
-            return PushResponse(NACK_STATUS, "error\n")
+        return drive(self._handle(headers, body, subscription, on_loop=False))
 
-    # ----------------------------------------------------------- async (ASGI)
     async def handle_async(
         self, headers: Mapping[str, str], body: bytes, *, subscription: str = ""
     ) -> PushResponse:
-        """One request on the running loop; a sync handler goes to the bounded pool."""
+        """One request on the running loop (ASGI); a sync handler goes to the bounded pool."""
+        return await self._handle(headers, body, subscription, on_loop=True)
+
+    async def _handle(
+        self, headers: Mapping[str, str], body: bytes, subscription: str, *, on_loop: bool
+    ) -> PushResponse:
+        """Both ``handle`` and ``handle_async``: off the loop it never suspends (its
+        waits block the calling thread), so ``drive`` runs it to its end."""
         began = _clock()
         try:
-            if self.verifier.ready():
-                refused = self._verify(headers)
-            else:  # the certificates must be fetched: not on the loop
+            if on_loop and not self.verifier.ready():  # fetching certificates: off the loop
                 refused = await asyncio.to_thread(self._verify, headers)
+            else:
+                refused = self._verify(headers)
             if refused is not None:
                 return refused
             admitted = self._admit(headers, body, subscription)
@@ -268,24 +251,25 @@ class PushHandler:
                 return admitted
             sub, message = admitted
             wait, due = self._eta_wait(sub, message)
-            if wait and await self._stopping.wait_async(wait):
+            if wait and (await self._stopping.wait_async(wait) if on_loop
+                         else self._stopping.wait(wait)):
                 return self._not_due(sub, message, closing=True)
             if not due:
                 return self._not_due(sub, message)
-            if sub.is_async:
-                await self._processor.run(sub, message, True)
+            if not on_loop or sub.is_async:
+                await self._processor.run(sub, message, on_loop)
             else:
                 await asyncio.wrap_future(self._on_pool(sub, message))
-            verdict: str | None
-            if message.verdict.done():  # the usual case: no wake-up through the loop
-                verdict = message.verdict.result()
-            else:  # settled later (a dead-letter publish)
-                try:
+            verdict: str | None = None
+            try:
+                if message.verdict.done() or not on_loop:  # usually done: no loop wake-up
+                    verdict = message.verdict.result(self.settle_timeout)
+                else:  # settled later (a dead-letter publish)
                     verdict = await asyncio.wait_for(
                         asyncio.wrap_future(message.verdict), self.settle_timeout
                     )
-                except asyncio.TimeoutError:
-                    verdict = None
+            except (FutureTimeout, asyncio.TimeoutError):
+                pass
             self._report_overrun(sub, message, began)
             return self._respond(sub, message, verdict)
         except Exception:

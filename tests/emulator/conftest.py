@@ -101,16 +101,16 @@ def recorder() -> Recorder:
     return Recorder()
 
 
-@pytest.fixture
-def make_harness(
-    make_grpc_transport: Callable[..., Any], recorder: Recorder
+def harnesses(
+    make_transport: Callable[..., Any], recorder: Recorder
 ) -> Iterator[Callable[..., Harness]]:
-    """``make_harness(**settings)``: middleware defaults to ``[recorder]``."""
+    """``make_harness`` on ``make_transport`` (``make_grpc_transport`` or
+    ``make_pubsub_transport``); its workers stopped after the test."""
     made: list[Harness] = []
 
     def make(**settings: Any) -> Harness:
         settings.setdefault("middleware", [recorder])
-        transport, wire = make_grpc_transport(**settings)
+        transport, wire = make_transport(**settings)
         chain = relay.MiddlewareChain.from_settings(transport.settings)
         publisher = relay.Publisher(transport, settings=transport.settings, middleware=chain)
         harness = Harness(transport, wire, recorder, publisher, [])
@@ -121,6 +121,15 @@ def make_harness(
     for harness in made:
         for worker in harness.workers:
             worker.stop(timeout=5)
+
+
+@pytest.fixture
+def make_harness(
+    make_grpc_transport: Callable[..., Any], recorder: Recorder
+) -> Iterator[Callable[..., Harness]]:
+    """``make_harness(**settings)`` on the default transport; middleware defaults to
+    ``[recorder]``."""
+    yield from harnesses(make_grpc_transport, recorder)
 
 
 @pytest.fixture

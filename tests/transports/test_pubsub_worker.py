@@ -10,9 +10,14 @@ from typing import Any
 
 import pytest
 
-import relay
 from tests.emulator import test_worker_emulator as _worker
-from tests.emulator.conftest import Harness, Recorder, admin, recorder  # noqa: F401
+from tests.emulator.conftest import (  # noqa: F401
+    Harness,
+    Recorder,
+    admin,
+    harnesses,
+    recorder,
+)
 
 _SHARED = [
     "test_sync_handler_runs_on_the_worker_pool_and_its_message_is_acked",
@@ -33,21 +38,7 @@ for _name in _SHARED:
 def make_harness(
     make_pubsub_transport: Callable[..., Any], recorder: Recorder  # noqa: F811
 ) -> Iterator[Callable[..., Harness]]:
-    made: list[Harness] = []
-
-    def make(**settings: Any) -> Harness:
-        settings.setdefault("middleware", [recorder])
-        transport, wire = make_pubsub_transport(**settings)
-        chain = relay.MiddlewareChain.from_settings(transport.settings)
-        publisher = relay.Publisher(transport, settings=transport.settings, middleware=chain)
-        harness = Harness(transport, wire, recorder, publisher, [])
-        made.append(harness)
-        return harness
-
-    yield make
-    for harness in made:
-        for worker in harness.workers:
-            worker.stop(timeout=5)
+    yield from harnesses(make_pubsub_transport, recorder)
 
 
 @pytest.fixture
