@@ -4,9 +4,7 @@ the one way the push app is built from them (verifier, subscriptions, app)."""
 from __future__ import annotations
 
 import logging
-import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,24 +15,11 @@ from relay import ConfigurationError, Settings, sub
 from relay.push import OidcVerifier, PushHandler, Unverified, from_settings, wsgi_app
 from relay.push.auth import GOOGLE_CERTS_URL
 from relay.setting_specs import SPECS
+from tests.support.isolation import isolated_relay  # noqa: F401 (autouse)
 
 from .helpers import AUDIENCE, SERVICE_ACCOUNT, Signer, call_wsgi, cert_server, envelope
 
 SIGNER = Signer()
-
-
-@pytest.fixture(autouse=True)
-def no_process_app(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """No RELAY_* from the shell; the process-wide app put back afterwards."""
-    for var in list(os.environ):
-        if var.startswith("RELAY_"):
-            monkeypatch.delenv(var)
-    previous = relay.set_app(None)
-    try:
-        yield
-    finally:
-        relay.reset()
-        relay.set_app(previous)
 
 
 def settings(**values: Any) -> Settings:

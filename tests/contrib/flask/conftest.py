@@ -3,28 +3,9 @@ environment are put back after each test (``init_app`` installs an app)."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
-
-import pytest
-
-import relay
 from relay import Message, Subscription
+from tests.support.isolation import isolated_relay  # noqa: F401 (autouse)
 from tests.support.outcomes import Outcomes as SharedOutcomes
-
-
-@pytest.fixture(autouse=True)
-def isolated_relay(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """No ``RELAY_*`` variable from the shell; relay's process-wide app restored after."""
-    for var in list(os.environ):
-        if var.startswith("RELAY_"):
-            monkeypatch.delenv(var)
-    previous = relay.set_app(None)
-    try:
-        yield
-    finally:
-        relay.reset()
-        relay.set_app(previous)
 
 
 class Outcomes(SharedOutcomes):
