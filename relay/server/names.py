@@ -13,6 +13,11 @@ import grpc
 
 #: Pub/Sub's limits (https://cloud.google.com/pubsub/quotas#resource_limits).
 MAX_REQUEST_BYTES = 10_000_000
+#: Messages in one Publish request.
+MAX_PUBLISH_MESSAGES = 1000
+#: Messages in one Pull or StreamingPull response: relay's server's own cap (Pub/Sub
+#: may return fewer than asked, so a client cannot count on more).
+MAX_RESPONSE_MESSAGES = 1000
 MAX_ATTRIBUTES = 100
 MAX_ATTRIBUTE_KEY_BYTES = 256
 MAX_ATTRIBUTE_VALUE_BYTES = 1024

@@ -207,6 +207,11 @@ class Services:
             )
         if not request.messages:
             raise names.invalid("The request contains no messages.")
+        if len(request.messages) > names.MAX_PUBLISH_MESSAGES:
+            raise names.invalid(
+                f"Too many messages in the request: {len(request.messages)} (the limit is "
+                f"{names.MAX_PUBLISH_MESSAGES} per Publish request)."
+            )
         for message in request.messages:
             if not message.data and not message.attributes:
                 raise names.invalid(

@@ -9,7 +9,8 @@ client half-closes it, when its connection goes (gRPC's callback), when the
 subscription is deleted or when the server stops. Messages it held stay
 leased until their deadlines: google's client acks over unary calls and keeps
 acking what an earlier stream delivered after reopening one, so a lease
-outlives its stream, as on Pub/Sub.
+outlives its stream, as on Pub/Sub. A unary Pull's response has the same caps,
+whatever its ``max_messages`` (Pub/Sub too may return fewer than asked).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from relay.server.state import Broker
 
 StreamingPullRequest = gtypes.StreamingPullRequest.pb()
 
-MAX_BATCH = 1000
+MAX_BATCH = names.MAX_RESPONSE_MESSAGES
 #: Below the 4 MiB a bare gRPC channel (google's client on an emulator) accepts.
 MAX_RESPONSE_BYTES = 3 * 1024 * 1024
 #: How often a waiting stream looks at its connection, in seconds.
@@ -80,7 +81,8 @@ def pull(broker: Broker, request: Any, context: Any) -> bytes:
             if config.push:
                 raise names.push_subscription()
             leases = queue.take_locked(
-                None, request.max_messages, MAX_RESPONSE_BYTES, config.ack_deadline
+                None, min(request.max_messages, MAX_BATCH), MAX_RESPONSE_BYTES,
+                config.ack_deadline,
             )
             left = deadline - queue.clock()
             if leases or left <= 0 or not context.is_active():

@@ -36,19 +36,25 @@ Scenarios, one module each:
   untouched.
 * ``test_failures``: dead letters after ``max_delivery_attempts=5``
   (``delivery_attempt`` 1..5, the attributes the service adds); the retry
-  policy's minimum backoff applies from the first redelivery.
+  policy's minimum backoff applies from the first redelivery;
+  ``delivery_attempt`` is 0 without a dead-letter policy, a retry policy or not.
 * ``test_filters``: only matching messages are delivered (``=``, ``!=``,
   ``:``, ``hasPrefix``, ``AND``, ``OR``, ``NOT``, parentheses); a filter that
   does not parse is INVALID_ARGUMENT at create.
 * ``test_exactly_once``: ``ack_with_response`` succeeds; an ack id superseded
   by a redelivery fails with ``AcknowledgeError`` ``INVALID_ACK_ID``.
 * ``test_names_and_limits``: bad names INVALID_ARGUMENT, missing topic
-  NOT_FOUND on publish, ALREADY_EXISTS, at most 100 attributes.
+  NOT_FOUND on publish, ALREADY_EXISTS, at most 100 attributes, ordering keys
+  of at most 1,024 bytes, at most 1,000 messages per Publish request,
+  ModifyAckDeadline 0 to 600 s.
+* ``test_iam``: GetIamPolicy on a new topic and subscription (no bindings),
+  TestIamPermissions.
 * ``test_killed_subscriber``: after a subscriber process is SIGKILLed,
   messages published afterwards reach a live subscriber promptly.
 * ``test_push``: a push subscription POSTs the wrapped JSON body to an
   endpoint on 127.0.0.1; a 500 brings the message again, a 204 acks it; Pull
-  on a push subscription is FAILED_PRECONDITION.
+  on a push subscription is FAILED_PRECONDITION; the body carries the
+  message's ordering key.
 
 Known differences: ``helpers.KNOWN_DIFFERENCES`` is the table (server,
 scenario, description) that ``docs/`` lists. A scenario where a server is
@@ -57,5 +63,6 @@ known wrong behaviour, so the suite fails when Google fixes it or when relay's
 server regresses into it. Every row is Google's emulator (0.8.20); a
 difference of relay's server is a bug, never a row.
 ``python -m tests.conformance.helpers`` prints the table as Markdown;
-``test_known_differences`` checks that each row is marked by a scenario.
+``test_known_differences`` checks that each row is marked by a scenario and
+that ``docs/emulator.md`` shows exactly that table.
 """

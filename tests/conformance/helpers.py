@@ -76,6 +76,26 @@ KNOWN_DIFFERENCES: tuple[KnownDifference, ...] = (
         "with INVALID_ARGUMENT",
     ),
     KnownDifference(
+        "google", "ordering-key-limit",
+        "a message with an ordering key over 1,024 bytes is accepted instead of being "
+        "rejected with INVALID_ARGUMENT",
+    ),
+    KnownDifference(
+        "google", "modack-limit",
+        "ModifyAckDeadline with a deadline over 600 s (601) is accepted instead of being "
+        "rejected with INVALID_ARGUMENT (a negative one is rejected)",
+    ),
+    KnownDifference(
+        "google", "delivery-attempt",
+        "a subscription with a retry policy and no dead-letter policy gets delivery_attempt "
+        "set (1, then 2 after a nack) instead of 0; with neither policy it is 0, as on Pub/Sub",
+    ),
+    KnownDifference(
+        "google", "iam-policy",
+        "GetIamPolicy on a topic or a subscription and TestIamPermissions on a topic answer "
+        "UNIMPLEMENTED instead of the resource's policy and the permissions held",
+    ),
+    KnownDifference(
         "google", "push-delivery-attempt",
         "a push to a subscription with a dead-letter policy carries no deliveryAttempt "
         "in its JSON body (it still counts attempts and dead-letters after the maximum)",
@@ -84,6 +104,11 @@ KNOWN_DIFFERENCES: tuple[KnownDifference, ...] = (
         "google", "push-pull",
         "Pull on a push subscription is served (it finds nothing, the pusher has the "
         "messages) instead of failing with FAILED_PRECONDITION",
+    ),
+    KnownDifference(
+        "google", "push-ordering-key",
+        "a wrapped push of a message with an ordering key has no orderingKey in its "
+        "JSON body's message",
     ),
 )
 

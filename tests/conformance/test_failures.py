@@ -3,7 +3,9 @@
 The real service (https://cloud.google.com/pubsub/docs/handling-failures,
 https://cloud.google.com/pubsub/docs/subscription-retry-policy): with a
 dead-letter policy it counts delivery attempts (1 + nacks + expired
-deadlines) and reports them as ``delivery_attempt``; after
+deadlines) and reports them as ``delivery_attempt``, which without one is 0
+(``ReceivedMessage.delivery_attempt`` in google/pubsub/v1/pubsub.proto), a
+retry policy or not; after
 ``max_delivery_attempts`` it publishes the message to the dead-letter topic
 with its data and attributes plus ``CloudPubSubDeadLetterSourceDeliveryCount``,
 ``CloudPubSubDeadLetterSourceSubscription`` (the subscription's id),
@@ -88,3 +90,28 @@ def test_the_first_redelivery_waits_for_the_retry_policy_minimum_backoff(
         assert waited < 1.0, f"redelivered after {waited:.2f} s"
         return
     assert 1.8 <= waited < 6.0, f"redelivered after {waited:.2f} s"
+
+
+def test_delivery_attempt_is_set_only_with_a_dead_letter_policy(clients: Clients) -> None:
+    topic = clients.topic()
+    plain = clients.subscription(topic, "plain")
+    retrying = clients.subscription(topic, "retrying", retry_policy={
+        "minimum_backoff": {"seconds": 1}, "maximum_backoff": {"seconds": 1},
+    })
+    clients.publish(topic, b"counted?")
+
+    def attempts(sub: str) -> list[int]:
+        """delivery_attempt of the first delivery and of its redelivery after a nack."""
+        seen: list[int] = []
+        for _ in range(2):
+            (received,) = clients.pull_until(sub, lambda r: len(r) >= 1)
+            seen.append(received.delivery_attempt)
+            clients.subscriber.modify_ack_deadline(request={
+                "subscription": sub, "ack_ids": [received.ack_id], "ack_deadline_seconds": 0})
+        return seen
+
+    assert attempts(plain) == [0, 0]
+    if known_difference(clients.server, "google", "delivery-attempt"):
+        assert attempts(retrying) == [1, 2]
+        return
+    assert attempts(retrying) == [0, 0]

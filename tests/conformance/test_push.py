@@ -4,7 +4,8 @@ The real service (https://cloud.google.com/pubsub/docs/push): each message is
 POSTed in the wrapped JSON format, ``{"message": {"data": <base64>,
 "attributes", "messageId", "message_id", "publishTime", "publish_time"},
 "subscription": <name>}``, plus ``deliveryAttempt`` when the subscription has
-a dead-letter policy; 102, 200, 201, 202 and 204 acknowledge, any other
+a dead-letter policy and the message's ``orderingKey`` when it has one (the
+JSON form of ``PubsubMessage``); 102, 200, 201, 202 and 204 acknowledge, any other
 status is a nack and the message comes again. Pull on a push subscription
 fails with FAILED_PRECONDITION ("This method is not supported for push
 subscriptions with a defined push configuration").
@@ -100,3 +101,19 @@ def test_a_push_is_wrapped_redelivered_after_500_and_acked_by_204(
         with pytest.raises(gexc.FailedPrecondition):
             clients.subscriber.pull(
                 request={"subscription": sub, "max_messages": 1}, timeout=5, retry=None)
+
+
+def test_a_wrapped_push_carries_the_ordering_key(
+    clients: Clients, endpoint: Endpoint, wait_for: Callable[..., Any]
+) -> None:
+    topic = clients.topic()
+    clients.subscription(topic, push_config={"push_endpoint": endpoint.url},
+                         enable_message_ordering=True)
+    publisher = clients.ordered_publisher()
+    publisher.publish(topic, b"keyed", ordering_key="k").result(timeout=30)
+    wait_for(lambda: len(endpoint.got()) >= 2, timeout=15, what="a push and its redelivery")
+    keys = [body["message"].get("orderingKey") for body in endpoint.got()[:2]]
+    if known_difference(clients.server, "google", "push-ordering-key"):
+        assert keys == [None, None]
+    else:
+        assert keys == ["k", "k"]

@@ -8,6 +8,7 @@ import threading
 import pytest
 from google.api_core import exceptions as gexc
 from google.protobuf import field_mask_pb2
+from google.pubsub_v1 import SchemaServiceClient
 
 from relay.server.state import DELETED_TOPIC
 from relay.settings import Settings
@@ -125,6 +126,8 @@ def test_subscription_on_a_missing_topic_is_not_found(clients: Clients) -> None:
         ({"data": b"x", "attributes": {"k": "v" * 1025}}, "attribute value is too long"),
         ({"data": b""}, "empty"),
         ({"data": b"x" * 10_000_001}, "too large"),
+        ({"data": b"x", "ordering_key": "k" * 1025}, r"ordering_key is too long .*1024 bytes"),
+        ({"data": b"x", "ordering_key": "\u00e9" * 513}, "ordering_key is too long"),
     ],
 )
 def test_publish_limits_are_enforced(clients: Clients, message: dict[str, object],
@@ -134,12 +137,59 @@ def test_publish_limits_are_enforced(clients: Clients, message: dict[str, object
         clients.publisher.api.publish(topic=topic, messages=[message])
 
 
-def test_the_largest_allowed_attributes_are_accepted(clients: Clients) -> None:
+def test_the_largest_allowed_attributes_and_ordering_key_are_accepted(clients: Clients
+                                                                      ) -> None:
     topic = clients.topic()
     attributes = {f"{i:03d}" + "k" * 253: "v" * 1024 for i in range(100)}
-    response = clients.publisher.api.publish(
-        topic=topic, messages=[{"data": b"x", "attributes": attributes}])
+    response = clients.publisher.api.publish(topic=topic, messages=[
+        {"data": b"x", "attributes": attributes, "ordering_key": "k" * 1024}])
     assert len(response.message_ids) == 1
+
+
+@pytest.mark.parametrize("count", [1001, 5000])
+def test_a_publish_request_holds_at_most_1000_messages(clients: Clients, count: int) -> None:
+    topic = clients.topic()
+    sub = clients.subscription(topic)
+    response = clients.publisher.api.publish(topic=topic, messages=[{"data": b"x"}] * 1000)
+    assert len(response.message_ids) == 1000
+    with pytest.raises(gexc.InvalidArgument,
+                       match=rf"Too many messages in the request: {count} \(the limit is 1000"):
+        clients.publisher.api.publish(topic=topic, messages=[{"data": b"y"}] * count)
+    assert {m.message.data for m in clients.pull(sub, max_messages=1000, wait=True)} == {b"x"}
+
+
+@pytest.mark.parametrize("seconds", [601, -1])
+def test_modify_ack_deadline_takes_0_to_600_seconds(clients: Clients, seconds: int) -> None:
+    topic = clients.topic()
+    sub = clients.subscription(topic)
+    clients.publisher.api.publish(topic=topic, messages=[{"data": b"x"}])
+    (received,) = clients.pull(sub, wait=True)
+    with pytest.raises(gexc.InvalidArgument,
+                       match=rf"Invalid ack_deadline_seconds: {seconds} \(it must be between 0 "
+                             r"and 600 seconds\)"):
+        clients.subscriber.modify_ack_deadline(request={
+            "subscription": sub, "ack_ids": [received.ack_id], "ack_deadline_seconds": seconds})
+    for allowed in (600, 0):  # the bounds themselves are accepted; 0 is a nack
+        clients.subscriber.modify_ack_deadline(request={
+            "subscription": sub, "ack_ids": [received.ack_id], "ack_deadline_seconds": allowed})
+    assert [m.message.data for m in clients.pull(sub, wait=True)] == [b"x"]
+
+
+def test_schemas_are_unimplemented(clients: Clients) -> None:
+    with pytest.raises(gexc.MethodNotImplemented,
+                       match=r"Schemas \(Topic\.schema_settings\) is not implemented by relay"):
+        clients.topic(schema_settings={"schema": f"projects/{PROJECT}/schemas/s",
+                                       "encoding": "JSON"})
+    schemas = SchemaServiceClient()
+    unimplemented = r"SchemaService\.{} is not implemented by relay's Pub/Sub server"
+    with pytest.raises(gexc.MethodNotImplemented, match=unimplemented.format("ListSchemas")):
+        list(schemas.list_schemas(request={"parent": f"projects/{PROJECT}"}))
+    with pytest.raises(gexc.MethodNotImplemented, match=unimplemented.format("CreateSchema")):
+        schemas.create_schema(request={
+            "parent": f"projects/{PROJECT}", "schema_id": "s",
+            "schema": {"type_": "AVRO", "definition": '{"type": "string"}'}})
+    with pytest.raises(gexc.MethodNotImplemented, match=unimplemented.format("GetSchema")):
+        schemas.get_schema(request={"name": f"projects/{PROJECT}/schemas/s"})
 
 
 def test_iam_policy_and_unimplemented_methods(clients: Clients) -> None:

@@ -80,6 +80,16 @@ def test_acked_messages_are_gone_and_nacked_ones_come_back_at_once(clients: Clie
     assert clients.pull(sub) == []
 
 
+def test_a_pull_response_holds_at_most_1000_messages(clients: Clients) -> None:
+    # As a StreamingPull response: relay's server's cap (Pub/Sub may return fewer).
+    topic = clients.topic()
+    sub = clients.subscription(topic, ack_deadline_seconds=60)
+    for batch in range(3):
+        clients.publisher.api.publish(topic=topic, messages=[{"data": b"%d" % batch}] * 1000)
+    sizes = [len(clients.pull(sub, max_messages=5000)) for _ in range(4)]
+    assert sizes == [1000, 1000, 1000, 0]
+
+
 def test_a_lapsed_lease_is_redelivered_and_a_modack_extends_it(clients: Clients) -> None:
     topic = clients.topic()
     sub = clients.subscription(topic)
