@@ -21,6 +21,7 @@ the acks the emulator accepted, seen on the wire by ``WireLog``).
 from __future__ import annotations
 
 import dataclasses
+import gc
 import threading
 import time
 from concurrent.futures import Future
@@ -38,6 +39,7 @@ from relay.transports.base import (
     SubscriptionSpec,
     Transport,
 )
+from relay.transports.memory import MemoryTransport
 
 #: How long "nothing more arrives" is watched for.
 QUIET = 1.0
@@ -95,6 +97,26 @@ def test_publish_returns_a_future_resolving_to_the_message_id(transport, unique_
     assert isinstance(message_id, str) and message_id
     other = transport.publish(topic, b"{}", {}).result(timeout=10)
     assert other != message_id
+
+
+def test_a_publish_future_cannot_be_called_back_and_holds_little_once_resolved(
+    transport, unique_name
+):
+    topic = unique_name("kept")
+    transport.ensure_topic(topic)
+    futures = [transport.publish(topic, b"{}", {}) for _ in range(2)]
+    assert [f.cancel() for f in futures] == [False, False]  # sent either way, as google's
+    ids = [f.result(timeout=10) for f in futures]
+    assert all(ids) and not any(f.cancelled() for f in futures)
+    if isinstance(transport, MemoryTransport):
+        return
+    # Callers keep publish futures by the thousand, and the garbage collector walks
+    # what they hold: two resolved futures share every object it tracks (their
+    # Condition; no lock, list or google future of their own).
+    def tracked(future: Future[str]) -> set[int]:
+        return {id(r) for r in gc.get_referents(future) if gc.is_tracked(r)}
+
+    assert tracked(futures[0]) == tracked(futures[1])
 
 
 # ---------------------------------------------------------------- provisioning

@@ -145,3 +145,69 @@ def test_the_hand_written_encoding_is_protobufs():
         data, attrs, "key-é"
     )
     assert gtypes.PublishRequest.pb().FromString(b"\x0a\x01t" + encode_message(b"", {}, "")).messages[0] == gtypes.PubsubMessage.pb()()  # noqa: E501
+
+
+@pytest.mark.parametrize("size", [0, 1, 127, 128, 16_383, 16_384, 3_000_000])
+def test_the_encoding_round_trips_at_every_length_boundary(size: int):
+    import random
+
+    from google.pubsub_v1 import types as gtypes
+
+    from relay.transports.grpc import publisher as module
+
+    rnd = random.Random(size)
+    data = rnd.randbytes(size)
+    attrs = {"published_at": str(rnd.random()), "k" * 100: "v" * (size % 2000), "é": ""}
+    key = "o" * (size % 1024)
+    for _ in range(2):  # the second time from the attribute cache
+        request = gtypes.PublishRequest.pb().FromString(
+            b"\x0a\x01t" + module.encode_message(data, attrs, key)
+        )
+        message = request.messages[0]
+        assert (message.data, dict(message.attributes), message.ordering_key) == (
+            data, attrs, key
+        )
+    assert ("published_at", attrs["published_at"]) not in module._ATTRIBUTE_BYTES
+
+
+def test_the_attribute_cache_stays_bounded_when_values_never_repeat():
+    from relay.transports.grpc import publisher as module
+
+    for i in range(3 * module._ATTRIBUTE_CACHE_SIZE):
+        module.encode_message(b"{}", {"order": str(i)}, "")
+        assert len(module._ATTRIBUTE_BYTES) <= module._ATTRIBUTE_CACHE_SIZE
+
+
+def test_a_response_with_fewer_ids_than_messages_fails_the_rest_not_leaves_them_waiting():
+    """Pub/Sub answers one id per message; if an answer ever carries fewer, the
+    futures without one fail with an error saying so instead of waiting forever."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from google.pubsub_v1 import types as gtypes
+
+    from relay.errors import TransportError
+    from relay.transports.grpc.publisher import Publisher
+
+    class ShortChannel:  # answers one id fewer than it was sent messages
+        def unary_unary(self, *args, **kwargs):
+            async def call(request, timeout, metadata):
+                sent = len(gtypes.PublishRequest.pb().FromString(request).messages)
+                return gtypes.PublishResponse.pb()(message_ids=[f"id-{i}" for i in range(sent - 1)])
+
+            return call
+
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        settings = SimpleNamespace(publisher_retry_timeout=5, publisher_batch_max_latency=0.01)
+        publisher = Publisher(loop, ShortChannel(), settings)
+        futures = [publisher.publish("projects/p/topics/t", b"{}", {}, "") for _ in range(3)]
+        assert [f.result(5) for f in futures[:2]] == ["id-0", "id-1"]
+        with pytest.raises(TransportError, match="confirmed 2 of the 3 messages"):
+            futures[2].result(5)
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        loop.close()

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
-from concurrent.futures import CancelledError, as_completed, wait
+from concurrent.futures import as_completed, wait
 
 import pytest
 
@@ -14,7 +14,7 @@ from relay.middleware import MiddlewareChain
 from relay.provisioning import ensure_subscription
 from relay.publisher import Publisher
 from relay.transports.base import FlowControl, SubscriptionSpec
-from relay.transports.grpc.futures import BatchCondition, PublishFuture
+from relay.transports.futures import BatchCondition, PublishFuture
 from tests.transports.test_contract import Inbox
 
 
@@ -99,13 +99,12 @@ def test_a_future_that_failed_with_timeout_error_raises_it_at_once() -> None:
     assert future.exception() is error
 
 
-def test_wait_as_completed_callbacks_and_cancel_work_on_shared_locks() -> None:
+def test_wait_as_completed_and_callbacks_work_on_shared_locks_and_cancel_is_refused() -> None:
     futures = batch(3)
     called: list[str] = []
     futures[0].add_done_callback(lambda f: called.append(f.result()))
-    assert futures[2].cancel()
-    with pytest.raises(CancelledError):
-        futures[2].result()
+    assert not futures[2].cancel()  # a publish cannot be called back, as with google's futures
+    assert not futures[2].cancelled() and not futures[2].done()
     later(0.05, futures[0].set_result, "a")
     later(0.1, futures[1].set_result, "b")
     done, not_done = wait(futures[:2], timeout=5)
@@ -173,7 +172,7 @@ def test_resolved_futures_still_serve_waits_and_callbacks_from_many_threads() ->
 
 
 def test_a_wait_on_resolved_and_pending_futures_together_leaves_no_waiter_behind() -> None:
-    from relay.transports.grpc import futures as futures_module
+    from relay.transports import futures as futures_module
 
     resolved, pending = batch(2)
     resolved.set_result("1")
@@ -186,3 +185,29 @@ def test_a_wait_on_resolved_and_pending_futures_together_leaves_no_waiter_behind
     (done_and_not,) = outcome
     assert done_and_not.done == {resolved, pending}  # type: ignore[attr-defined]
     assert futures_module._IDLE_WAITERS == []
+
+
+def test_resolve_settles_a_batch_wakes_its_waiters_runs_its_callbacks_and_lets_go() -> None:
+    from relay.transports import futures as futures_module
+
+    condition = BatchCondition()
+    futures = [PublishFuture(condition) for _ in range(4)]
+    called: list[str] = []
+    futures[1].add_done_callback(lambda f: called.append(f.result()))
+    outcome: list[object] = []
+    waiting = threading.Thread(target=lambda: outcome.append(wait(futures[:3], 5)))
+    sleeping = threading.Thread(target=lambda: outcome.append(futures[2].result(5)))
+    waiting.start()
+    sleeping.start()
+    time.sleep(0.05)
+    futures[3].set_result("already")  # resolved before: skipped, keeps its result
+    assert futures_module.resolve(condition, futures, ["a", "b", "c", "d"]) == 3
+    waiting.join(5)
+    sleeping.join(5)
+    assert [f.result(0) for f in futures] == ["a", "b", "c", "already"]
+    assert called == ["b"]
+    assert "c" in outcome and any(getattr(o, "done", None) == set(futures[:3]) for o in outcome)
+    assert all(vars(f)["_done_callbacks"] == () for f in futures)  # let go of their lists
+    assert futures_module._IDLE_WAITERS == []
+    futures[0].add_done_callback(lambda f: called.append(f.result()))  # done: runs at once
+    assert called == ["b", "a"]

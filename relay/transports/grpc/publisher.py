@@ -27,13 +27,14 @@ import threading
 import time
 from collections import deque
 from collections.abc import Mapping
-from concurrent.futures import Future, InvalidStateError
+from concurrent.futures import Future
 from typing import Any
 
 import grpc
 from google.pubsub_v1 import types as gtypes
 
 from relay.errors import TransportError
+from relay.transports.futures import BatchCondition, PublishFuture, resolve
 from relay.transports.grpc.channel import (
     RETRYABLE_PUBLISH,
     Backoff,
@@ -41,7 +42,6 @@ from relay.transports.grpc.channel import (
     code_of,
     metadata,
 )
-from relay.transports.grpc.futures import BatchCondition, PublishFuture
 
 logger = logging.getLogger("relay.transports.grpc")
 
@@ -65,6 +65,39 @@ def _field(tag: bytes, value: bytes) -> bytes:
     return tag + _varint(len(value)) + value
 
 
+#: (name, value) -> that attribute's protobuf bytes: names and most values repeat
+#: from message to message (``published_at`` never does, and is not kept). Bounded:
+#: cleared when full, so values built from data cannot grow it.
+_ATTRIBUTE_BYTES: dict[tuple[str, str], bytes] = {}
+_ATTRIBUTE_CACHE_SIZE = 1024
+
+
+def _attribute(item: tuple[str, str]) -> bytes:
+    """One ``attributes`` map entry (field 2; in it key = 1, value = 2)."""
+    key, value = item
+    k = key.encode()
+    v = value.encode()
+    if len(k) + len(v) < 0x7C:  # the usual short attribute: each length is one byte
+        encoded = b"\x12%c\x0a%c%s\x12%c%s" % (len(k) + len(v) + 4, len(k), k, len(v), v)
+    else:
+        encoded = _field(b"\x12", _field(b"\x0a", k) + _field(b"\x12", v))
+    if key != "published_at":
+        if len(_ATTRIBUTE_BYTES) >= _ATTRIBUTE_CACHE_SIZE:
+            _ATTRIBUTE_BYTES.clear()
+        _ATTRIBUTE_BYTES[item] = encoded
+    return encoded
+
+
+def _framed(tag: bytes, value: bytes) -> list[bytes]:
+    """``tag``, the length of ``value`` and ``value``, as parts to join."""
+    size = len(value)
+    if size < 0x80:
+        return [b"%c%c" % (tag[0], size), value]
+    if size < 0x4000:
+        return [b"%c%c%c" % (tag[0], (size & 0x7F) | 0x80, size >> 7), value]
+    return [tag, _varint(size), value]
+
+
 def encode_message(data: bytes, attributes: Mapping[str, str], ordering_key: str) -> bytes:
     """One ``PublishRequest.messages`` entry, as protobuf bytes (field 2 of the
     request; in it PubsubMessage's data = 1, attributes = 2, ordering_key = 5).
@@ -73,23 +106,13 @@ def encode_message(data: bytes, attributes: Mapping[str, str], ordering_key: str
     protobuf object per message, then copying it into the request, costs more
     than the whole encoding.
     """
-    size = len(data)
-    if not data:
-        body = bytearray()
-    elif size < 0x80:
-        body = bytearray(b"\x0a%c%s" % (size, data))
-    else:
-        body = bytearray(b"\x0a" + _varint(size) + data)
-    for key, value in attributes.items():
-        k = key.encode()
-        v = value.encode()
-        if len(k) + len(v) < 0x7C:  # the usual short attribute: each length is one byte
-            body += b"\x12%c\x0a%c%s\x12%c%s" % (len(k) + len(v) + 4, len(k), k, len(v), v)
-        else:
-            body += _field(b"\x12", _field(b"\x0a", k) + _field(b"\x12", v))
+    parts = _framed(b"\x0a", data) if data else []
+    cached = _ATTRIBUTE_BYTES.get
+    for item in attributes.items():
+        parts.append(cached(item) or _attribute(item))
     if ordering_key:
-        body += _field(b"\x2a", ordering_key.encode())
-    return b"\x12" + _varint(len(body)) + body
+        parts += _framed(b"\x2a", ordering_key.encode())
+    return b"".join(_framed(b"\x12", b"".join(parts)))
 
 
 def _identity(request: bytes) -> bytes:
@@ -109,7 +132,7 @@ class _Batch:
         #: Shared by the batch's futures (see ``PublishFuture``).
         self.condition = BatchCondition()
         self.messages: list[bytes] = []
-        self.futures: list[Future[str]] = []
+        self.futures: list[PublishFuture] = []
         self.size = 0
         self.committed = False
 
@@ -235,13 +258,18 @@ class Publisher:
                     continue
                 error = as_api_error(exc)
                 break
-            for future, message_id in zip(batch.futures, response.message_ids, strict=False):
-                try:
-                    future.set_result(message_id)
-                except InvalidStateError:  # cancelled by its caller
-                    continue
-            self._next(batch, failed=False)
-            return
+            ids = response.message_ids
+            resolve(batch.condition, batch.futures, ids)
+            if len(ids) >= len(batch.futures):
+                self._next(batch, failed=False)
+                return
+            # Pub/Sub answers one id per message; never leave a future waiting forever.
+            error = TransportError(
+                f"Pub/Sub confirmed {len(ids)} of the {len(batch.futures)} messages "
+                f"published to {batch.topic} in one request; the rest are not known to "
+                "have been published"
+            )
+            break
         for future in batch.futures:
             if not future.done():
                 future.set_exception(error)
