@@ -41,7 +41,7 @@ from relay.migration import RELE_MIDDLEWARE, rele_names_in
 from relay.settings import Settings
 from relay.subscription import Subscription
 
-__all__ = ["Report", "cmd_check", "problems_of"]
+__all__ = ["Report", "cmd_check", "problems_of", "settings_and_middleware"]
 
 
 @dataclass
@@ -226,26 +226,45 @@ def _rele_lines(files: Iterable[Path]) -> list[str]:
     return found
 
 
-# --------------------------------------------------------------------- command
-def check(args: argparse.Namespace) -> Report:
-    """Every problem ``relay-cli check`` finds, by section."""
-    report = Report()
+# ------------------------------------------------------ settings and middleware
+def settings_and_middleware(
+    args: argparse.Namespace, report: Report
+) -> tuple[Settings | None, list[Path]]:
+    """Load the settings and check ``MIDDLEWARE``, adding every problem to ``report``:
+    the settings (None if they do not load) and the settings module's file.
+
+    ``MIDDLEWARE`` is checked even when the settings do not load (the raw entries of
+    the settings dict). ``check`` reports with this; ``run`` and ``subs`` fail with
+    one error naming everything it found (``relay.commands.checked_settings``).
+    """
     settings, raw_middleware, files = _settings(args, report)
+    middleware: Any
     if settings is not None:
-        try:
-            _with_project(settings)
-        except ConfigurationError as exc:
-            report.add("settings", problems_of(exc))
-        middleware: Any = settings.middleware
-    elif raw_middleware is not None:
-        middleware = [raw_middleware] if isinstance(raw_middleware, str) else raw_middleware
-    else:
+        middleware = settings.middleware
+    elif isinstance(raw_middleware, str):
+        middleware = [raw_middleware]
+    elif isinstance(raw_middleware, (list, tuple)):
+        middleware = raw_middleware
+    else:  # absent, or not a list: the settings problems say so
         middleware = None
     if middleware is None:
         report.checked["middleware"] = " (not checked: the settings did not load)"
     else:
         report.add("middleware", check_middleware(middleware))
         report.checked["middleware"] = f" ({len(middleware)} entries)"
+    return settings, files
+
+
+# --------------------------------------------------------------------- command
+def check(args: argparse.Namespace) -> Report:
+    """Every problem ``relay-cli check`` finds, by section."""
+    report = Report()
+    settings, files = settings_and_middleware(args, report)
+    if settings is not None:
+        try:
+            _with_project(settings)
+        except ConfigurationError as exc:
+            report.add("settings", problems_of(exc))
     subscriptions, sub_files = _subscriptions(args, settings, report)
     if settings is not None:
         _resolved(subscriptions, settings, report)

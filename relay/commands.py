@@ -106,6 +106,34 @@ def _settings(args: argparse.Namespace) -> Settings:
     return source.settings() if source is not None else load_settings(args.settings)
 
 
+def checked_settings(args: argparse.Namespace) -> Settings:
+    """The settings, with ``MIDDLEWARE`` validated as ``run`` builds it: ``run`` and
+    ``subs`` start with this.
+
+    One ``ConfigurationError`` names every problem with both (``MIDDLEWARE`` is
+    checked even when a setting is wrong), found as ``check`` finds them
+    (``relay.check.settings_and_middleware``).
+    """
+    from relay.check import Report, settings_and_middleware
+
+    report = Report()
+    settings, _ = settings_and_middleware(args, report)
+    problems = report.sections["settings"] + report.sections["middleware"]
+    if len(problems) == 1:
+        raise ConfigurationError(problems[0])
+    if problems:
+        lines = "".join(f"\n  {problem}" for problem in problems)
+        hint = (  # Django's and Flask's commands have no `check`
+            f"\n(run `{PROG} check` for the full report, subscriptions included)"
+            if getattr(args, "source", None) is None else ""
+        )
+        raise ConfigurationError(
+            f"{len(problems)} problems in the settings and MIDDLEWARE:{lines}{hint}"
+        )
+    assert settings is not None  # the settings section reports why they did not load
+    return settings
+
+
 def _declared(args: argparse.Namespace, settings: Settings) -> tuple[list[Subscription], str]:
     """The command's subscriptions, and where they were looked for (for errors)."""
     source: Source | None = getattr(args, "source", None)
@@ -148,7 +176,7 @@ def _emulator(port: int | None, kind: str) -> Iterator[Emulator]:
 
 # -------------------------------------------------------------------- commands
 def cmd_run(args: argparse.Namespace) -> int:
-    settings = _settings(args)
+    settings = checked_settings(args)
     if args.provisioning:
         settings = settings.replace(provisioning=args.provisioning)
     subscriptions, where = _declared(args, settings)
@@ -279,10 +307,7 @@ def _apply(transport: Transport, wanted: Desired, args: argparse.Namespace) -> i
 
 
 def cmd_subs(args: argparse.Namespace) -> int:
-    from relay.middleware import validate_middleware
-
-    settings = _settings(args)
-    validate_middleware(settings.middleware)  # as `run` does, so `subs` accepts what `run` runs
+    settings = checked_settings(args)  # as `run` does, so `subs` accepts what `run` runs
     subscriptions, where = _declared(args, settings)
     if not subscriptions:
         say(f"no subscriptions found {where}", stream=sys.stderr)

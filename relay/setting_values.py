@@ -242,10 +242,13 @@ class Text(Rule):
 @dataclass(frozen=True)
 class Items(Rule):
     """A list (stored as a tuple); one item alone (a str or a callable) is taken
-    as a list of one; ``item`` converts and checks each."""
+    as a list of one; ``item`` converts and checks each. ``note`` is what the docs
+    say is allowed, and what an error says is expected; ``example``, a value that
+    is, for the error's fix."""
 
     item: Callable[[str, Any], Any] | None = None
     note: str = ""
+    example: str = ""
 
     def coerce(self, key: str, value: Any) -> Any:
         if value is None:
@@ -253,9 +256,16 @@ class Items(Rule):
         if isinstance(value, str) or (callable(value) and not isinstance(value, Sequence)):
             value = (value,)
         if not isinstance(value, Sequence):
-            raise ConfigurationError(f"{key}: expected a list, got {shown(value)}")
+            raise ConfigurationError(f"{key}: {shown(value)} is not allowed; {self._expected(key)}")
         item = self.item
         return tuple(value) if item is None else tuple(item(key, v) for v in value)
+
+    def _expected(self, key: str) -> str:
+        what = self.note.replace("`", "") or "a list"
+        if "list" not in what:
+            what = f"a list of {what}"
+        fix = f"; for instance {key}: {self.example}" if self.example else ""
+        return f"expected {what}{fix}"
 
     def allowed(self) -> str:
         return self.note

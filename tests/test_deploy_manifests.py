@@ -18,7 +18,8 @@ Every YAML file there must parse, and every container that runs relay must:
 
 Cloud Run pull workers also need CPU always allocated and at least one
 instance; a KEDA ScaledObject must target a Deployment of the examples, with a
-``gcp-pubsub`` trigger whose authentication is defined next to it.
+``gcp-pubsub`` trigger whose authentication is defined next to it. Every
+``yaml`` excerpt in docs/deployment.md must be part of one of the files.
 
 The files are read with PyYAML's ``safe_load_all`` (a dev dependency). Offline
 and fast: the only network use is a HealthServer on a loopback port.
@@ -303,3 +304,73 @@ def test_a_wrong_setting_fails(env: dict[str, Any], served: HealthServer) -> Non
     bad["env"] = [e for e in bad["env"] if e["name"] != env["name"]] + [env]
     with pytest.raises((AssertionError, pytest.fail.Exception)):
         test_the_worker_container_agrees_with_relay(platform, path, doc, pod, bad, served)
+
+
+# ------------------------------------- docs/deployment.md quotes these files
+DOC = DEPLOY.parent.parent / "docs" / "deployment.md"
+
+
+def _doc_excerpts() -> list[tuple[int, str]]:
+    """(line, text) of each ```yaml block of docs/deployment.md."""
+    excerpts, start, lines = [], 0, []
+    for number, line in enumerate(DOC.read_text(encoding="utf-8").splitlines(), 1):
+        if not start and line.strip() == "```yaml":
+            start, lines = number, []
+        elif start and line.strip() == "```":
+            excerpts.append((start, "\n".join(lines)))
+            start = 0
+        elif start:
+            lines.append(line)
+    return excerpts
+
+
+def _part_of(excerpt: Any, node: Any) -> bool:
+    """``excerpt`` is ``node`` with keys left out: every key it has, node has, with
+    a value that is a part of node's; lists item by item; anything else equal."""
+    if isinstance(excerpt, dict):
+        return isinstance(node, dict) and all(
+            key in node and _part_of(value, node[key]) for key, value in excerpt.items()
+        )
+    if isinstance(excerpt, list):
+        return (isinstance(node, list) and len(excerpt) == len(node)
+                and all(_part_of(e, n) for e, n in zip(excerpt, node, strict=True)))
+    return bool(excerpt == node)
+
+
+def _nodes(node: Any) -> Iterator[Any]:
+    yield node
+    children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+    for child in children:
+        yield from _nodes(child)
+
+
+def _quoted(excerpt: Any) -> bool:
+    return any(_part_of(excerpt, node) for _, doc in _documents() for node in _nodes(doc))
+
+
+EXCERPTS = _doc_excerpts()
+
+
+def test_the_deployment_page_quotes_yaml() -> None:
+    assert len(EXCERPTS) >= 2, f"{DOC}: expected its yaml excerpts of examples/deploy"
+
+
+@pytest.mark.parametrize(("line", "text"), EXCERPTS, ids=[f"line {n}" for n, _ in EXCERPTS])
+def test_every_yaml_excerpt_on_the_deployment_page_is_in_a_manifest(line: int, text: str) -> None:
+    excerpt = yaml.safe_load(text)
+    assert isinstance(excerpt, dict), f"docs/deployment.md:{line}: the excerpt is not a mapping"
+    assert _quoted(excerpt), (
+        f"docs/deployment.md:{line}: this yaml excerpt is not part of any manifest under "
+        f"examples/deploy (keys may be left out, values must be the same):\n{text}\n"
+        "make the page and the manifest say the same"
+    )
+
+
+@pytest.mark.parametrize("text", [
+    'command: ["relay-cli", "run", "--subs", "shop.subs", "--processes", "3"]',
+    "triggers:\n  - type: gcp-pubsub\n    metadata:\n      mode: OldestUnackedMessageAge",
+    "triggers:\n  - type: gcp-pubsub\n    metadata:\n      subscriptionName: shop-orders\n"
+    "      nothere: 1",
+])
+def test_an_excerpt_that_differs_from_the_manifests_is_refused(text: str) -> None:
+    assert not _quoted(yaml.safe_load(text))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from relay.cli import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, main
@@ -61,8 +63,11 @@ def test_check_exits_0_when_clean(project: Project, capsys: pytest.CaptureFixtur
 
 
 def test_check_reports_every_problem_at_once_with_relay_replacements(
-    project: Project, capsys: pytest.CaptureFixture[str]
+    project: Project, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # As on a machine without Relé (the bench dependency group installs it).
+    for name in [n for n in sys.modules if n == "rele" or n.startswith("rele.")] + ["rele"]:
+        monkeypatch.setitem(sys.modules, name, None)
     project.write("conf.py", RELE_SETTINGS)
     project.write("mw.py", RELE_MIDDLEWARE)
     project.write("app/subs.py", RELE_SUBS)
@@ -122,6 +127,32 @@ def test_subs_and_run_reject_a_rele_middleware_path_naming_the_replacement(
     assert "'rele.contrib.LoggingMiddleware' is Relé's" in err
     assert "relay.contrib.logging_middleware.LoggingMiddleware" in err
     assert len(err.strip().splitlines()) == 1
+
+
+THREE_PROBLEMS = """
+RELAY = {
+    "THREADS_PER_SUBSCRIPTION": 2,
+    "GC_STORAGE_REGION": "europe-west1",
+    "MIDDLEWARE": ["rele.contrib.LoggingMiddleware"],
+}
+"""
+
+
+@pytest.mark.parametrize("command", ["subs", "run"])
+def test_subs_and_run_report_settings_and_middleware_problems_in_one_run(
+    project: Project, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    project.write("subs.py", CLEAN_SUBS)
+    project.write("conf.py", THREE_PROBLEMS)
+
+    assert main([command, "--settings", "conf"]) == EXIT_CONFIG
+    err = capsys.readouterr().err
+    assert err.startswith("relay-cli: error: 3 problems in the settings and MIDDLEWARE:"), err
+    assert "THREADS_PER_SUBSCRIPTION" in err and "CONCURRENCY" in err
+    assert "GC_STORAGE_REGION'" in err and "GC_STORAGE_REGIONS" in err
+    assert "'rele.contrib.LoggingMiddleware' is Relé's" in err
+    assert "relay.contrib.logging_middleware.LoggingMiddleware" in err
+    assert "`relay-cli check` for the full report" in err
 
 
 def test_subs_shows_the_global_filter(

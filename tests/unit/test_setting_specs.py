@@ -84,6 +84,18 @@ def test_filter_subs_by_takes_one_filter_or_a_list(value: Any) -> None:
     assert Settings.load(environ={}, filter_subs_by=value).filter_subs_by == (kind_is_order,)
 
 
+def test_a_filter_subs_by_that_is_neither_says_what_the_docs_allow() -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        Settings.load({"FILTER_SUBS_BY": 3}, environ={})
+    message = str(raised.value)
+    allowed = SPECS["filter_subs_by"].rule.allowed()
+    assert message.startswith(f"FILTER_SUBS_BY: 3 is not allowed; expected {allowed}"), message
+    assert 'for instance FILTER_SUBS_BY: ["myapp.filters.only_orders"]' in message
+    assert "expected a list" not in message
+    page = (ROOT / "docs" / "settings.md").read_text()
+    assert f"| {allowed} |" in page
+
+
 def test_flow_max_lease_extension_says_what_zero_means_as_the_docs_do() -> None:
     with pytest.raises(ConfigurationError) as raised:
         Settings.load({"FLOW_MAX_LEASE_EXTENSION": 5}, environ={})
