@@ -30,6 +30,9 @@ from relay.transports.pubsub.stream import PubSubStream, _Connectivity
 
 logger = logging.getLogger("relay.transports.pubsub")
 
+#: How many publish futures share one Condition (google's default batch size).
+_SHARED_BY = 100
+
 #: The options google's own transports give the channels they build
 #: (``create_channel``): no size limit on a message, either way. For the emulator
 #: google opens a bare ``grpc.insecure_channel`` instead, whose 4 MiB receive limit
@@ -144,8 +147,11 @@ class PubSubTransport(PubSubAdmin, Transport):
         self._connectivity: _Connectivity | None = None
         #: google's future of each publish in flight -> the one ``publish()`` returned.
         self._pending: dict[Future[str], PublishFuture] = {}
-        #: Shared by the futures ``publish()`` returns (see ``PublishFuture``).
+        #: Shared by the futures ``publish()`` returns (see ``PublishFuture``), a new
+        #: one every ``_SHARED_BY`` of them: a wait in ``result()`` is woken by the
+        #: resolution of any future sharing its Condition, so few should share one.
         self._condition = BatchCondition()
+        self._made = 0
         self._closed = False
         timeout = settings.publisher_retry_timeout
         self._publish_timeout = timeout
@@ -252,6 +258,9 @@ class PubSubTransport(PubSubAdmin, Transport):
         # The caller gets relay's light future, not google's: a kept google future
         # is a dozen objects for the garbage collector to walk (its Condition, lock,
         # deque, lists), which cost more CPU than publishing; relay's is one, once resolved.
+        self._made += 1  # racy across threads, and harmless: it only spreads the sharing
+        if self._made % _SHARED_BY == 0:
+            self._condition = BatchCondition()
         future = PublishFuture(self._condition)
         self._pending[sent] = future
         sent.add_done_callback(self._forward)
