@@ -60,28 +60,25 @@ def pubsub_emulator() -> Iterator[Emulator]:
         emulator.stop()
 
 
-class WireLog(grpc.UnaryUnaryClientInterceptor):  # type: ignore[misc]
-    """Counts the acks and nacks the emulator accepted, per subscription short name."""
+class _AckCounts:
+    """The acks and nacks the emulator accepted, per subscription short name."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.acked: Counter[str] = Counter()
         self.nacked: Counter[str] = Counter()
 
-    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
-        outcome = continuation(details, request)
-        if outcome.exception() is not None:
-            return outcome
-        method = details.method
+    def _counter(self, method: str, request: Any) -> Counter[str] | None:
+        """Where an accepted call of ``method`` counts: acks, nacks, or neither."""
         if method.endswith("/Acknowledge"):
-            counter = self.acked
-        elif method.endswith("/ModifyAckDeadline") and request.ack_deadline_seconds == 0:
-            counter = self.nacked
-        else:
-            return outcome
+            return self.acked
+        if method.endswith("/ModifyAckDeadline") and request.ack_deadline_seconds == 0:
+            return self.nacked
+        return None
+
+    def _count(self, counter: Counter[str], request: Any) -> None:
         with self._lock:
             counter[request.subscription.rsplit("/", 1)[-1]] += len(request.ack_ids)
-        return outcome
 
     def acks(self, subscription: str) -> int:
         with self._lock:
@@ -90,6 +87,19 @@ class WireLog(grpc.UnaryUnaryClientInterceptor):  # type: ignore[misc]
     def nacks(self, subscription: str) -> int:
         with self._lock:
             return self.nacked[subscription]
+
+
+class WireLog(_AckCounts, grpc.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+    """Counts the acks and nacks the emulator accepted, per subscription short name."""
+
+    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        outcome = continuation(details, request)
+        if outcome.exception() is not None:
+            return outcome
+        counter = self._counter(details.method, request)
+        if counter is not None:
+            self._count(counter, request)
+        return outcome
 
 
 @pytest.fixture
@@ -116,13 +126,11 @@ def make_pubsub_transport(
         transport.close()
 
 
-class AioWireLog(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+class AioWireLog(_AckCounts, grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
     """``WireLog`` for ``grpc.aio``: the acks and nacks the emulator accepted."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.acked: Counter[str] = Counter()
-        self.nacked: Counter[str] = Counter()
+        super().__init__()
         #: Unary calls made, by method name ("Acknowledge", "ModifyAckDeadline", ...).
         self.calls: Counter[str] = Counter()
 
@@ -131,27 +139,15 @@ class AioWireLog(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
         method = details.method.decode() if isinstance(details.method, bytes) else details.method
         with self._lock:
             self.calls[method.rsplit("/", 1)[-1]] += 1
-        if method.endswith("/Acknowledge"):
-            counter = self.acked
-        elif method.endswith("/ModifyAckDeadline") and request.ack_deadline_seconds == 0:
-            counter = self.nacked
-        else:
+        counter = self._counter(method, request)
+        if counter is None:
             return call
         try:
             await call
         except grpc.aio.AioRpcError:
             return call
-        with self._lock:
-            counter[request.subscription.rsplit("/", 1)[-1]] += len(request.ack_ids)
+        self._count(counter, request)
         return call
-
-    def acks(self, subscription: str) -> int:
-        with self._lock:
-            return self.acked[subscription]
-
-    def nacks(self, subscription: str) -> int:
-        with self._lock:
-            return self.nacked[subscription]
 
 
 @pytest.fixture

@@ -12,14 +12,10 @@ from __future__ import annotations
 import base64
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +27,7 @@ from relay.cli import READY
 from relay.emulator import free_port
 from tests.conftest import EMULATOR_PROJECT
 from tests.push.helpers import Signer, cert_server
+from tests.support.processes import LoggedProcess
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "cloud_run"
 PUSHER = "shop-pusher@relay-tests.iam.gserviceaccount.com"
@@ -43,46 +40,11 @@ def environment(**extra: str) -> dict[str, str]:
     return env
 
 
-class Process:
-    """A command of the example, run from its directory, its output kept in a file."""
-
-    def __init__(self, log: Path, env: dict[str, str], *command: str) -> None:
-        self.log = log
-        with log.open("w") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", *command], cwd=EXAMPLE, env=env, stdout=out,
-                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            )
-
-    def output(self) -> str:
-        return self.log.read_text()
-
-    def wait_for(self, text: str, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while text not in self.output():
-            if self.process.poll() is not None:
-                pytest.fail(f"exited {self.process.returncode}:\n{self.output()}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"no {text!r} within {timeout} s in:\n{self.output()}")
-            time.sleep(0.05)
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            return self.process.wait()
-
-
-@contextmanager
-def running(log: Path, env: dict[str, str], *command: str) -> Iterator[Process]:
-    process = Process(log, env, *command)
-    try:
-        yield process
-    finally:
-        process.stop()
+def running(log: Path, env: dict[str, str], *command: str) -> LoggedProcess:
+    """``python -m COMMAND`` of the example, run from its directory (stopped on
+    leaving a ``with`` block)."""
+    return LoggedProcess([sys.executable, "-m", *command], log, cwd=EXAMPLE, env=env,
+                         name=command[0])
 
 
 def publish(prefix: str, data: dict[str, Any]) -> None:

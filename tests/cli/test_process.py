@@ -5,12 +5,12 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.cli.conftest import Project
+from tests.support.processes import LoggedProcess
 
 HELP_IMPORTS = """
 import contextlib, io, sys
@@ -38,50 +38,21 @@ def _ignore_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-class Running:
+class Running(LoggedProcess):
     """``relay-cli ARGS`` started in the background, its output going to a file."""
+
+    name = "relay-cli"
+    grace = 15.0
 
     def __init__(
         self, project: Project, *args: str, env: dict[str, str] | None = None,
         ignore_sigint: bool = False,
     ) -> None:
-        self.log = project.root / "cli.log"
-        with self.log.open("w") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "relay.cli", *args], cwd=project.root,
-                env=project.env(env), stdout=out, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                preexec_fn=_ignore_sigint if ignore_sigint else None,
-            )
-
-    def output(self) -> str:
-        return self.log.read_text()
-
-    def wait_for(self, text: str, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while text not in self.output():
-            if self.process.poll() is not None:
-                pytest.fail(f"relay-cli exited {self.process.returncode}:\n{self.output()}")
-            if time.monotonic() > deadline:
-                self.abort()
-                pytest.fail(f"no {text!r} in relay-cli's output:\n{self.output()}")
-            time.sleep(0.05)
-
-    def finish(self, timeout: float = 60) -> int:
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.abort()
-            pytest.fail(f"relay-cli did not exit:\n{self.output()}")
-
-    def abort(self) -> None:
-        """SIGTERM first (so an emulator it started is stopped), SIGKILL as a last resort."""
-        self.process.terminate()
-        try:
-            self.process.wait(15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        super().__init__(
+            [sys.executable, "-m", "relay.cli", *args], project.root / "cli.log",
+            cwd=project.root, env=project.env(env),
+            preexec_fn=_ignore_sigint if ignore_sigint else None,
+        )
 
 
 SUBS = """

@@ -14,64 +14,29 @@ subscriptions with a defined push configuration").
 from __future__ import annotations
 
 import base64
-import json
-import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 from google.api_core import exceptions as gexc
 
 from tests.conformance.helpers import Clients, known_difference
+from tests.support.push_endpoint import PushEndpoint, fail_first
 
 pytestmark = [pytest.mark.emulator, pytest.mark.conformance]
 
 
-class Endpoint:
-    """Records each POST's JSON body; answers 500 to the first, 204 after."""
-
-    def __init__(self) -> None:
-        self.bodies: list[dict[str, Any]] = []
-        self.lock = threading.Lock()
-        endpoint = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                with endpoint.lock:
-                    endpoint.bodies.append(json.loads(body))
-                    status = 500 if len(endpoint.bodies) == 1 else 204
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/push"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def got(self) -> list[dict[str, Any]]:
-        with self.lock:
-            return list(self.bodies)
-
-
 @pytest.fixture
-def endpoint() -> Iterator[Endpoint]:
-    made = Endpoint()
+def endpoint() -> Iterator[PushEndpoint]:
+    """Answers 500 to the first push, 204 after."""
+    made = PushEndpoint(fail_first())
     yield made
-    made.server.shutdown()
-    made.server.server_close()
+    made.close()
 
 
 def test_a_push_is_wrapped_redelivered_after_500_and_acked_by_204(
-    clients: Clients, endpoint: Endpoint, wait_for: Callable[..., Any]
+    clients: Clients, endpoint: PushEndpoint, wait_for: Callable[..., Any]
 ) -> None:
     topic = clients.topic()
     dead = clients.topic("dead")
@@ -79,9 +44,9 @@ def test_a_push_is_wrapped_redelivered_after_500_and_acked_by_204(
                                dead_letter_policy={"dead_letter_topic": dead,
                                                    "max_delivery_attempts": 5})
     message_id = clients.publish(topic, b"pushed", colour="blue")
-    wait_for(lambda: len(endpoint.got()) >= 2, timeout=15, what="a push and its redelivery")
+    wait_for(lambda: len(endpoint.bodies()) >= 2, timeout=15, what="a push and its redelivery")
     time.sleep(1.5)  # room for a third push; the 204 acked, so there must be none
-    bodies = endpoint.got()
+    bodies = endpoint.bodies()
     assert len(bodies) == 2
     for body in bodies:
         assert body["subscription"] == sub
@@ -104,15 +69,15 @@ def test_a_push_is_wrapped_redelivered_after_500_and_acked_by_204(
 
 
 def test_a_wrapped_push_carries_the_ordering_key(
-    clients: Clients, endpoint: Endpoint, wait_for: Callable[..., Any]
+    clients: Clients, endpoint: PushEndpoint, wait_for: Callable[..., Any]
 ) -> None:
     topic = clients.topic()
     clients.subscription(topic, push_config={"push_endpoint": endpoint.url},
                          enable_message_ordering=True)
     publisher = clients.ordered_publisher()
     publisher.publish(topic, b"keyed", ordering_key="k").result(timeout=30)
-    wait_for(lambda: len(endpoint.got()) >= 2, timeout=15, what="a push and its redelivery")
-    keys = [body["message"].get("orderingKey") for body in endpoint.got()[:2]]
+    wait_for(lambda: len(endpoint.bodies()) >= 2, timeout=15, what="a push and its redelivery")
+    keys = [body["message"].get("orderingKey") for body in endpoint.bodies()[:2]]
     if known_difference(clients.server, "google", "push-ordering-key"):
         assert keys == [None, None]
     else:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -21,10 +20,11 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import relay
 from relay.cli import READY
+from tests.support.processes import LoggedProcess
 
 APP_ROOT = Path(__file__).resolve().parent / "app"
 REPO_ROOT = APP_ROOT.parent.parent.parent
@@ -140,47 +140,31 @@ def fault_settings(kind: str, transport: str = "pubsub") -> dict[str, Any]:
     }
 
 
-class WorkerProcess:
+class WorkerProcess(LoggedProcess):
     """``python -m relay.cli run --root tests/faults/app`` in the background.
 
     Its stdout and stderr go to ``log``. ``stop()`` (and leaving the ``with``
-    block) makes sure it is gone: SIGTERM, then SIGKILL.
+    block) makes sure it is gone: SIGTERM, then SIGKILL. What fails raises
+    ``WorkerFailed``.
     """
 
+    name = "the worker"
+    tail = 4000
+    grace = 15.0
+    poll = 0.02
+
     def __init__(self, env: dict[str, str], log: Path, *, log_level: str = "INFO") -> None:
-        self.log = log
-        with log.open("w") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "relay.cli", "run", "--root", str(APP_ROOT),
-                 "--log-level", log_level],
-                cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
+        super().__init__(
+            [sys.executable, "-m", "relay.cli", "run", "--root", str(APP_ROOT),
+             "--log-level", log_level], log, cwd=REPO_ROOT, env=env,
+        )
 
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
+    def fail(self, message: str) -> NoReturn:
+        raise WorkerFailed(message)
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         """Until it prints the READY line (it is consuming); fails if it exits first."""
-        self.wait_until(lambda: READY in self.output(), timeout, "the worker to be ready")
-
-    def wait_until(self, predicate: Callable[[], object], timeout: float, what: str) -> None:
-        deadline = time.monotonic() + timeout
-        while not predicate():
-            if self.process.poll() is not None:
-                raise WorkerFailed(
-                    f"the worker exited {self.process.returncode} while waiting for {what}:\n"
-                    f"{self.output()[-4000:]}"
-                )
-            if time.monotonic() > deadline:
-                raise WorkerFailed(
-                    f"timed out after {timeout} s waiting for {what}:\n{self.output()[-4000:]}"
-                )
-            time.sleep(0.02)
+        self.wait_until(lambda: READY in self.output(), "the worker to be ready", timeout)
 
     def kill(self) -> None:
         """``kill -9``: no handler, no drain, no flush."""
@@ -191,29 +175,7 @@ class WorkerProcess:
         self.process.send_signal(signal.SIGTERM)
 
     def wait(self, timeout: float = 60.0) -> int:
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.stop()
-            raise WorkerFailed(
-                f"the worker did not exit within {timeout} s:\n{self.output()[-4000:]}"
-            ) from None
-
-    def stop(self) -> None:
-        if self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(15)
-
-    def __enter__(self) -> WorkerProcess:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        return self.finish(timeout)
 
 
 # ------------------------------------------------------------ the test's side

@@ -10,18 +10,14 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from relay.cli import READY
 from relay.health import read_probe
+from tests.support.processes import LoggedProcess
 
 APP_ROOT = Path(__file__).resolve().parent / "app"
 REPO_ROOT = APP_ROOT.parent.parent.parent
@@ -43,32 +39,18 @@ def env_for(topic: str, records: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-class Supervised:
+class Supervised(LoggedProcess):
     """``python -m relay.cli run --processes N --root tests/processes/app ...``."""
 
+    name = "the supervisor"
+    tail = 6000
+    grace = 45.0
+
     def __init__(self, log: Path, env: dict[str, str], *args: str) -> None:
-        self.log = log
-        with log.open("w") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "relay.cli", "run", "--root", str(APP_ROOT), *args],
-                cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def wait_until(self, predicate: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
-        deadline = time.monotonic() + timeout
-        while not (value := predicate()):
-            if self.process.poll() is not None:
-                pytest.fail(f"the supervisor exited {self.process.returncode} while waiting for "
-                            f"{what}:\n{self.output()[-6000:]}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"timed out after {timeout} s waiting for {what}:\n"
-                            f"{self.output()[-6000:]}")
-            time.sleep(0.05)
-        return value
+        super().__init__(
+            [sys.executable, "-m", "relay.cli", "run", "--root", str(APP_ROOT), *args], log,
+            cwd=REPO_ROOT, env=env,
+        )
 
     def wait_ready(self) -> None:
         self.wait_until(lambda: READY in self.output(), "READY")
@@ -82,30 +64,6 @@ class Supervised:
 
     def readyz(self) -> tuple[int, dict[str, Any]]:
         return read_probe(self.health_url(), "readyz", timeout=5)
-
-    def finish(self, timeout: float = 60.0) -> int:
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.stop()
-            pytest.fail(f"the supervisor did not exit within {timeout} s:\n{self.output()}")
-
-    def stop(self) -> None:
-        """SIGTERM, then SIGKILL of the supervisor's process group as a last resort."""
-        if self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(45)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(15)
-
-    def __enter__(self) -> Supervised:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def publish(address: str, topic: str, messages: Iterable[dict[str, Any]]) -> None:

@@ -5,13 +5,10 @@ from __future__ import annotations
 
 import base64
 import datetime
-import json
 import os
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -27,6 +24,7 @@ from relay.server.queue import Config, Entry, Queue
 from relay.server.state import Broker, PubsubMessage
 from relay.server.streams import Settle
 from tests.server.conftest import PROJECT, Clients, wait_for
+from tests.support.push_endpoint import PushEndpoint, Request
 
 pytestmark = pytest.mark.filterwarnings("ignore:The return_immediately flag:DeprecationWarning")
 
@@ -34,59 +32,11 @@ pytestmark = pytest.mark.filterwarnings("ignore:The return_immediately flag:Depr
 FAST_RETRY = {"minimum_backoff": {"nanos": 50_000_000}, "maximum_backoff": {"nanos": 100_000_000}}
 
 
-@dataclass
-class Request:
-    at: float
-    path: str
-    headers: dict[str, str]
-    body: bytes
-    port: int  # the client's port: one per connection
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-class Endpoint:
-    """An HTTP/1.1 (keep-alive) server that records POSTs and answers each with
-    ``answer(request)``: a status, after an optional wait."""
+class Endpoint(PushEndpoint):
+    """A ``PushEndpoint`` at ``/push?token=t`` (a query the push must keep)."""
 
     def __init__(self, answer: Callable[[Request], int] = lambda r: 204) -> None:
-        self.answer = answer
-        self.requests: list[Request] = []
-        self.lock = threading.Lock()
-        endpoint = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                request = Request(time.monotonic(), self.path,
-                                  {k.lower(): v for k, v in self.headers.items()}, body,
-                                  self.client_address[1])
-                with endpoint.lock:
-                    endpoint.requests.append(request)
-                status = endpoint.answer(request)
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/push?token=t"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def got(self) -> list[Request]:
-        with self.lock:
-            return list(self.requests)
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(answer, path="/push?token=t")
 
 
 @pytest.fixture
