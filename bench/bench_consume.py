@@ -35,9 +35,11 @@ from _common import (
     PROJECT,
     TOPIC,
     guard_environment,
+    last_json,
     marked_section,
     median,
     payload,
+    proc_cpu_seconds,
 )
 from stacks import summarise as summarise_stacks
 
@@ -75,17 +77,6 @@ class Run:
     @property
     def rate(self) -> float:
         return self.result["received"] / self.result["wall_s"] if self.result["wall_s"] else 0.0
-
-
-def proc_cpu_seconds(pid: int | None) -> float:
-    """utime + stime of a process from /proc (0.0 if unknown)."""
-    if pid is None:
-        return 0.0
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def sub_name(variant: str, rnd: int) -> str:
@@ -140,11 +131,8 @@ def run_consumer(
             cmd, capture_output=True, text=True, timeout=args.timeout + 90, check=False,
             cwd=ROOT,
         )
-        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-        if lines:
-            result: dict[str, Any] = json.loads(lines[-1])
-        else:
-            result = {"ok": False, "error": f"exit {proc.returncode}: {proc.stderr[-800:]}"}
+        result: dict[str, Any] = last_json(proc.stdout) or {
+            "ok": False, "error": f"exit {proc.returncode}: {proc.stderr[-800:]}"}
     except subprocess.TimeoutExpired:
         result = {"ok": False, "error": "consumer process timed out"}
     return Run(variant, rnd, result, proc_cpu_seconds(emulator_pid) - emu0)
@@ -242,11 +230,9 @@ def run_overhead(args: argparse.Namespace) -> dict[str, Any] | None:
     cmd = [sys.executable, str(HERE / "bench_overhead.py"), "--json", "--messages",
            str(args.overhead_messages)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False, cwd=ROOT)
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-    if not lines:
+    data: dict[str, Any] | None = last_json(proc.stdout)
+    if data is None:
         print("bench_overhead.py failed:", proc.stderr[-2000:], file=sys.stderr)
-        return None
-    data: dict[str, Any] = json.loads(lines[-1])
     return data
 
 

@@ -19,16 +19,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
-import json
 import os
-import platform
 import queue
-import resource
 import subprocess
 import sys
 import threading
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +32,21 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from _common import ATTRIBUTES, PROJECT, guard_environment, median, payload, write_section  # noqa: E402
+from _common import (  # noqa: E402
+    ATTRIBUTES,
+    PROJECT,
+    cpu_seconds,
+    emit,
+    failure,
+    guard_environment,
+    last_json,
+    linux_python,
+    median,
+    payload,
+    proc_cpu_seconds,
+    versions,
+    write_section,
+)
 
 DOC = ROOT / "docs" / "emulator.md"
 SECTION = "bench_emulator"
@@ -53,12 +63,6 @@ Rounds = list[dict[str, dict[str, dict[str, Any]]]]
 
 
 # --- the children: one role per process; the last stdout line is JSON -------
-
-def cpu_seconds() -> float:
-    """User + system CPU time of this process, all threads."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
 
 def publish(topic: str, n: int, timeout: float) -> dict[str, Any]:
     from google.cloud import pubsub_v1
@@ -172,21 +176,12 @@ def child(argv: list[str]) -> int:
                consume_client(name, n, timeout) if role == "client" else
                consume_raw(os.environ["PUBSUB_EMULATOR_HOST"], name, n, timeout))
     except Exception as exc:  # reported to the driver, which prints it
-        out = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
-    print(json.dumps(out), flush=True)
+        out = failure(exc)
+    emit(out)
     return 0
 
 
 # --- the driver ---------------------------------------------------------------
-
-def proc_cpu_seconds(pid: int | None) -> float:
-    """utime + stime of a process from /proc (0.0 if unknown)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, TypeError):
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
 
 def run_child(role: str, name: str, server: Any, n: int, timeout: float) -> dict[str, Any]:
     env = dict(os.environ, PUBSUB_EMULATOR_HOST=server.address)
@@ -195,10 +190,8 @@ def run_child(role: str, name: str, server: Any, n: int, timeout: float) -> dict
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT,
                               timeout=timeout + 60, check=False)
-        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-        result: dict[str, Any] = (json.loads(lines[-1]) if lines else
-                                  {"ok": False, "error": f"exit {proc.returncode}: "
-                                   f"{proc.stderr[-600:]}"})
+        result: dict[str, Any] = last_json(proc.stdout) or {
+            "ok": False, "error": f"exit {proc.returncode}: {proc.stderr[-600:]}"}
     except subprocess.TimeoutExpired:
         result = {"ok": False, "error": f"{role} process timed out"}
     result["server_cpu_s"] = proc_cpu_seconds(server.pid) - server0
@@ -276,8 +269,7 @@ def render_table(rounds: Rounds, kinds: list[str], n: int) -> str:
 
 
 def render_section(table: str, args: argparse.Namespace, info: dict[str, Any]) -> str:
-    versions = ", ".join(f"{d} {metadata.version(d)}" for d in ("google-cloud-pubsub", "grpcio",
-                                                               "protobuf"))
+    found = versions("google-cloud-pubsub", "grpcio", "protobuf")
     alone = f"\n**{info['alone']}**\n" if info["alone"] else ""
     return f"""## Speed
 
@@ -288,9 +280,8 @@ Measured side by side by one command (it rewrites only this section):
 ```
 
 * Run: {info['started']:%Y-%m-%d %H:%M} UTC, {info['wall_s'] / 60:.1f} minutes
-* Machine: {os.cpu_count()} cores, shared with other work and noisy; Linux \
-{platform.release()}, Python {platform.python_version()}
-* Versions: {versions}; Google's emulator {info['emulator']}
+* Machine: {os.cpu_count()} cores, shared with other work and noisy; {linux_python()}
+* Versions: {found}; Google's emulator {info['emulator']}
 * Each server is its own process on loopback for the whole run, warmed up with
   {args.warmup:,} messages (not reported), then {args.repeat} rounds, interleaved.
   A round: a fresh topic with two subscriptions (ack deadline {ACK_DEADLINE} s),

@@ -53,7 +53,6 @@ import json
 import logging
 import math
 import os
-import platform
 import queue
 import subprocess
 import sys
@@ -68,7 +67,16 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from _common import ATTRIBUTES, PROJECT, guard_environment, payload, write_section  # noqa: E402
+from _common import (  # noqa: E402
+    ATTRIBUTES,
+    PROJECT,
+    emit,
+    guard_environment,
+    linux_python,
+    loadavg,
+    payload,
+    write_section,
+)
 
 DOC = ROOT / "docs" / "performance.md"
 SECTION = "bench_latency"
@@ -188,7 +196,7 @@ def consume(argv: list[str]) -> int:
         latencies = [first[seq] for seq in sorted(first)]
         result = {"received": len(first), "deliveries": deliveries, "latencies": latencies,
                   "error": error}
-    print(json.dumps(result), flush=True)
+    emit(result)
     return 1 if error else 0
 
 
@@ -423,8 +431,8 @@ Produced by one command (it rewrites only this section):
 {info['command']}
 ```
 
-* Run: {info['started']:%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, Linux \
-{platform.release()}, Python {platform.python_version()}, shared and noisy
+* Run: {info['started']:%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, {linux_python()}, \
+shared and noisy
 * Load average before the run: {info['loadavg']}
 * Broker: {info['broker']} on loopback, one process for the run; a fresh
   topic and subscription per variant (ack deadline {args.ack_deadline} s, no retry policy)
@@ -491,7 +499,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from relay.emulator import running_emulator
 
-    loadavg = Path("/proc/loadavg").read_text().split()[:3]
+    load = loadavg()
     picked = {n: v for n, v in variants(args.lifetime).items() if n in chosen}
     about = {name: text for name, (_, _, text) in picked.items()}
     count = max(1, round(args.rate * args.duration))
@@ -549,7 +557,7 @@ def main(argv: list[str] | None = None) -> int:
              if a != "--json" and not (i and argv[i - 1] == "--json")]
     command = "uv run python bench/bench_latency.py " + " ".join(shown)
     info = {"command": command.strip(), "started": started, "behind_s": behind,
-            "tail_s": tail, "broker": broker, "loadavg": " ".join(loadavg)}
+            "tail_s": tail, "broker": broker, "loadavg": load}
     section = render(results, about, args, info)
     print()
     print(section)

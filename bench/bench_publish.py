@@ -19,15 +19,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
-import json
 import os
-import platform
-import resource
 import subprocess
 import sys
 import time
 from collections.abc import Callable
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +31,25 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from _common import ATTRIBUTES, PROJECT, guard_environment, median, payload, write_section  # noqa: E402
+from _common import (  # noqa: E402
+    ATTRIBUTES,
+    PROJECT,
+    command_line,
+    cpu_seconds,
+    emit,
+    failure,
+    guard_environment,
+    last_json,
+    linux_python,
+    median,
+    payload,
+    proc_cpu_seconds,
+    revision,
+    run_line,
+    status_mb,
+    versions,
+    write_section,
+)
 
 DOC = ROOT / "docs" / "performance.md"
 SECTION, HEADING = "bench_publish", "## Publishing: 50,000 messages"
@@ -87,17 +101,6 @@ SETTINGS = {
 
 
 # --- the child: one contender per process; the last stdout line is JSON ------
-
-def status_mb(field: str) -> float:
-    """``VmRSS``/``VmHWM`` of this process, in MB."""
-    status = Path("/proc/self/status").read_text()
-    return int(status.split(field + ":", 1)[1].split()[0]) / 1024
-
-
-def cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
 
 def wait_all(futures: list[Any], timeout: float) -> int:
     """Wait for every future in turn; the number that failed."""
@@ -264,14 +267,6 @@ def child(name: str, topic: str, n: int, warmup: int, timeout: float,
 
 # --- the driver -----------------------------------------------------------------
 
-def proc_cpu_seconds(pid: int | None) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, TypeError):
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def run_contender(name: str, server: Any, admin: Any, tag: str,
                   args: argparse.Namespace) -> dict[str, Any]:
     topic = f"pub-{tag}-{name}"
@@ -290,10 +285,8 @@ def run_contender(name: str, server: Any, admin: Any, tag: str,
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, env=guard_environment(env),
                               cwd=ROOT, timeout=args.timeout + 120, check=False)
-        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-        result: dict[str, Any] = (json.loads(lines[-1]) if lines else
-                                  {"ok": False, "error": f"exit {proc.returncode}: "
-                                   f"{proc.stderr.strip()[-600:]}"})
+        result: dict[str, Any] = last_json(proc.stdout) or {
+            "ok": False, "error": f"exit {proc.returncode}: {proc.stderr.strip()[-600:]}"}
     except subprocess.TimeoutExpired:
         result = {"ok": False, "error": "the process timed out"}
     result["server_us"] = 1e6 * (proc_cpu_seconds(server.pid) - server0) / (
@@ -425,8 +418,8 @@ def why(med: dict[tuple[str, str], float], cpu: float, google: float) -> list[st
 
 
 def render_section(table: str, args: argparse.Namespace, info: dict[str, Any]) -> str:
-    found = [f"{d} {metadata.version(d)}" for d in ("relay-pubsub", "google-cloud-pubsub",
-             "grpcio", "protobuf", "orjson", "rele") if any(metadata.distributions(name=d))]
+    found = versions("relay-pubsub", "google-cloud-pubsub", "grpcio", "protobuf", "orjson",
+                     "rele")
     settings = "\n".join(f"* **{n}**: {SETTINGS[n]}." for n in info["names"])
     failed = "".join(f"\n**{line}**\n" for line in info["failures"])
     extra = "".join(f"\n* The relay contenders also ran with `{k}={v}` (`--relay-setting`)."
@@ -439,11 +432,9 @@ Written by one command (it rewrites only this section):
 {info['command']}
 ```
 
-* Run: {info['started']:%Y-%m-%d %H:%M} UTC, {info['wall_s'] / 60:.1f} minutes; relay at \
-commit {info['revision']} (working tree as it was, other work in progress)
-* Machine: {os.cpu_count()} cores, shared with other work and noisy; Linux \
-{platform.release()}, Python {platform.python_version()}
-* Versions: {', '.join(found)}
+{run_line(info['started'], info['wall_s'], info['revision'])}
+* Machine: {os.cpu_count()} cores, shared with other work and noisy; {linux_python()}
+* Versions: {found}
 * Broker: {info['server']} on loopback, one process for the whole run.
 * Each round (rounds interleaved, order rotated), every contender runs in a fresh
   process on a fresh topic with no subscription: it imports its library, builds
@@ -495,8 +486,8 @@ def main(argv: list[str] | None = None) -> int:
             out = child(args.contender, args.topic, args.messages, args.warmup, args.timeout,
                         args.gc)
         except Exception as exc:  # reported to the driver, which prints it
-            out = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
-        print(json.dumps(out), flush=True)
+            out = failure(exc)
+        emit(out)
         return 0
     names = [n for n in args.contenders.split(",") if n]
     if unknown := set(names) - set(CONTENDERS):
@@ -529,8 +520,7 @@ def main(argv: list[str] | None = None) -> int:
     lost = failures(rounds, names)
     for line in lost:
         print(line)
-    info = {"command": ("uv run --group bench python bench/bench_publish.py "
-                        + " ".join(a for a in argv if a != "--no-write")).strip(),
+    info = {"command": command_line("uv run --group bench python bench/bench_publish.py", argv),
             "started": started, "wall_s": wall, "names": names, "failures": lost,
             "server": label, "size": len(payload(0)), "revision": revision(),
             "verdict": verdict(rounds) if rounds else ""}
@@ -539,14 +529,6 @@ def main(argv: list[str] | None = None) -> int:
         write_section(DOC, SECTION, render_section(table, args, info), heading="")
         print(f"wrote {DOC.relative_to(ROOT)}")
     return 0 if all(r.get("ok") for rnd in rounds for r in rnd.values()) else 1
-
-
-def revision() -> str:
-    """HEAD's short hash (read only)."""
-    with contextlib.suppress(OSError, subprocess.SubprocessError):
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, timeout=30, check=False, cwd=ROOT).stdout.strip()
-    return "unknown"
 
 
 if __name__ == "__main__":

@@ -44,13 +44,11 @@ import datetime as dt
 import itertools
 import json
 import os
-import platform
 import signal
 import socket
 import subprocess
 import sys
 import time
-from importlib import metadata
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
@@ -63,9 +61,18 @@ from _common import (  # noqa: E402
     ATTRIBUTES,
     PROJECT,
     TOPIC,
+    command_line,
+    emit,
+    failure,
     guard_environment,
+    last_json,
+    linux_python,
     median,
     payload,
+    proc_cpu_seconds,
+    revision,
+    run_line,
+    versions,
     write_section,
 )
 
@@ -231,16 +238,12 @@ def request(i: int, port: int) -> bytes:
     return head.encode() + body
 
 
-def proc_cpu_seconds(pid: int) -> float:
-    """utime + stime of a process, all its threads, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def server_cpu_seconds(pid: int) -> float:
-    """The server's CPU: the process and its children (gunicorn's worker)."""
+    """The server's CPU: the process and its children (gunicorn's worker); a process
+    gone raises (a figure short of it would be wrong)."""
     children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    return proc_cpu_seconds(pid) + sum(proc_cpu_seconds(int(c)) for c in children)
+    return proc_cpu_seconds(pid, strict=True) + sum(proc_cpu_seconds(int(c), strict=True)
+                                                    for c in children)
 
 
 Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
@@ -310,8 +313,8 @@ def run_load(args: argparse.Namespace) -> int:
     try:
         out = asyncio.run(load(args))
     except Exception as exc:  # reported to the driver, which prints it
-        out = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
-    print(json.dumps(out), flush=True)
+        out = failure(exc)
+    emit(out)
     return 0
 
 
@@ -333,11 +336,6 @@ def wait_listening(port: int, proc: subprocess.Popen[str], timeout: float = 30.0
             return
         time.sleep(0.05)
     raise RuntimeError(f"the server did not listen on port {port} within {timeout:.0f} s")
-
-
-def last_json(text: str) -> dict[str, Any] | None:
-    lines = [ln for ln in text.splitlines() if ln.startswith("{")]
-    return json.loads(lines[-1]) if lines else None
 
 
 def run_push(variant: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -499,23 +497,6 @@ def verdict(rounds: Rounds, names: list[str]) -> str:
                    f"beside it on the same cores.")
 
 
-def versions() -> str:
-    found = []
-    for dist in ("relay-pubsub", "uvicorn", "httptools", "uvloop", "gunicorn",
-                 "google-cloud-pubsub", "grpcio", "orjson"):
-        with contextlib.suppress(metadata.PackageNotFoundError):
-            found.append(f"{dist} {metadata.version(dist)}")
-    return ", ".join(found)
-
-
-def revision() -> str:
-    """HEAD's short hash (read only)."""
-    with contextlib.suppress(OSError, subprocess.SubprocessError):
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, timeout=30, check=False, cwd=ROOT).stdout.strip()
-    return "unknown"
-
-
 #: What each variant ran, for the doc (formatted with the run's arguments).
 DESCRIPTIONS = {
     "push-sync": "`relay.push.asgi_app(PushHandler([handler], verifier=Unverified()))` "
@@ -556,11 +537,10 @@ Written by one command (it rewrites only this section):
 {info['command']}
 ```
 
-* Run: {info['started']:%Y-%m-%d %H:%M} UTC, {info['wall_s'] / 60:.1f} minutes; relay at \
-commit {info['revision']} (working tree as it was, other work in progress)
+{run_line(info['started'], info['wall_s'], info['revision'])}
 * Machine: {os.cpu_count()} cores, **shared with four other engineers' work** (tests and \
 benchmarks ran at the same time) and noisy; the server, the load generator and the broker \
-share those cores. Linux {platform.release()}, Python {platform.python_version()}
+share those cores. {linux_python()}
 * Versions: {info['versions']}
 * {args.rounds} round(s), interleaved, order rotated; every variant runs in fresh processes
   in each round, on the same {args.messages:,} messages: `bench/_common.payload(i)`,
@@ -685,10 +665,11 @@ def main(argv: list[str] | None = None) -> int:
     pull_config = {n: next((r[n].get("config", {}) for r in rounds if r[n].get("ok")), {})
                    for n in names if n in PULLS}
     info = {
-        "command": ("uv run --group bench python bench/bench_push.py "
-                    + " ".join(a for a in argv if a != "--no-write")).strip(),
+        "command": command_line("uv run --group bench python bench/bench_push.py", argv),
         "started": started, "wall_s": wall, "failures": lost, "revision": revision(),
-        "versions": versions(), "size": len(payload(0)), "request_size": len(request(0, 65535)),
+        "versions": versions("relay-pubsub", "uvicorn", "httptools", "uvloop", "gunicorn",
+                             "google-cloud-pubsub", "grpcio", "orjson"),
+        "size": len(payload(0)), "request_size": len(request(0, 65535)),
         "verdict": verdict(rounds, names) if rounds else "", "names": names,
         "ratios": render_ratios(rows),
         "pull_config": pull_config,

@@ -44,9 +44,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -60,7 +58,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path[:0] = [str(HERE), str(ROOT)]
 
-from _common import guard_environment, write_section  # noqa: E402
+from _common import guard_environment, last_json, linux_python, write_section  # noqa: E402
 
 from tests.faults.helpers import (  # noqa: E402
     GOOGLE_WORKAROUNDS,
@@ -293,10 +291,9 @@ def publish_memory(args: argparse.Namespace, limited: bool) -> dict[str, Any]:
         )
     except subprocess.TimeoutExpired:
         return {"error": f"did not finish within {args.timeout} s"}
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-    if not lines:
+    result: dict[str, Any] | None = last_json(proc.stdout)
+    if result is None:
         return {"error": f"exit {proc.returncode}: {proc.stderr.strip()[-600:]}"}
-    result: dict[str, Any] = json.loads(lines[-1])
     result["limited"] = limited
     return result
 
@@ -338,8 +335,8 @@ def render(results: dict[str, dict[str, Any]], command: str, started: dt.datetim
         "Produced by one command (it rewrites only this section):",
         "",
         "```", command, "```", "",
-        f"* Run: {started:%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, Linux "
-        f"{platform.release()}, Python {platform.python_version()}, shared and noisy",
+        f"* Run: {started:%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, {linux_python()}, "
+        "shared and noisy",
         "* Broker: Google's Pub/Sub emulator on loopback, one process for the run; "
         "ACK_DEADLINE 10 s",
         "",

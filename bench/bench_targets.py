@@ -54,8 +54,6 @@ import datetime as dt
 import json
 import logging
 import os
-import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -63,7 +61,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +68,24 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from _common import ATTRIBUTES, PROJECT, guard_environment, median, payload, write_section  # noqa: E402
+from _common import (  # noqa: E402
+    ATTRIBUTES,
+    PROJECT,
+    command_line,
+    cpu_seconds,
+    emit,
+    failure,
+    guard_environment,
+    linux_python,
+    loadavg,
+    median,
+    payload,
+    proc_cpu_seconds,
+    revision,
+    status_kb,
+    versions,
+    write_section,
+)
 
 DOC = ROOT / "docs" / "performance.md"
 SECTION, HEADING = "bench_targets", "## Issue 13: several streams, 200 subscriptions, latency"
@@ -86,26 +100,12 @@ SETTLE_S = 2.0
 
 
 # ------------------------------------------------------------------ both children
-def status_kb(field: str) -> int:
-    status = Path("/proc/self/status").read_text()
-    return int(status.split(field + ":", 1)[1].split()[0])
-
-
-def cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
 def relay_settings(transport: str, **extra: Any) -> Any:
     import relay
 
     return relay.Settings.load({"GC_PROJECT_ID": PROJECT, "TRANSPORT": transport,
                                 "ACK_DEADLINE": ACK_DEADLINE, "DEFAULT_RETRY_POLICY": None,
                                 **extra}, environ={})
-
-
-def emit(out: dict[str, Any]) -> None:
-    print(json.dumps(out), flush=True)
 
 
 def child_p2(args: argparse.Namespace) -> dict[str, Any]:
@@ -285,18 +285,6 @@ class WideServer:
 
 
 # ------------------------------------------------------------------------ driver
-def loadavg() -> str:
-    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-
-
-def proc_cpu_seconds(pid: int | None) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, TypeError):
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 class Admin:
     """Topics, subscriptions and raw batched publishing on the server."""
 
@@ -668,8 +656,7 @@ def p4_table(p4: dict[str, Any]) -> str:
 
 
 def render(args: argparse.Namespace, info: dict[str, Any]) -> str:
-    found = [f"{d} {metadata.version(d)}" for d in ("relay-pubsub", "google-cloud-pubsub",
-             "grpcio", "protobuf") if any(metadata.distributions(name=d))]
+    found = versions("relay-pubsub", "google-cloud-pubsub", "grpcio", "protobuf")
     parts = [f"""{HEADING}
 
 Written by one command (it rewrites only this section; P4's run also rewrites
@@ -683,8 +670,8 @@ Written by one command (it rewrites only this section; P4's run also rewrites
   commit {info['revision']} (working tree as it was, other work in progress)
 * Machine: **{os.cpu_count()} cores, shared** with another engineer's benchmarks and
   other work (load average before the run: {info['loadavg']}; before each measured
-  run: in the notes below); Linux {platform.release()}, Python {platform.python_version()}
-* Versions: {', '.join(found)}
+  run: in the notes below); {linux_python()}
+* Versions: {found}
 * Brokers, each on loopback in a process of its own: for P2, {' and '.join(
   P2_SERVERS[k] for k in info.get('p2', {})) or '—'};
   for P5, {info.get('p5_server', '—')}; `bench_latency.py` starts its own for P4.
@@ -785,7 +772,7 @@ def p2_readings(p2: dict[P2Key, dict[str, Any]]) -> list[Reading]:
     for one, top in pairs:
         a, b, k, flow = p2[one], p2[top], top[1], one[0]
         gain = p2[(top_flow, one[1])]["rate"] / a["rate"] if flow < top_flow else 1.0
-        helps = b["ratio"] >= 1.1
+        helps = b["ratio"] >= 1.5
         limit = cpu_limit(b if helps else a, cores)
         if b["ratio"] >= 0.8 * k and a["cores"] < 0.8 * cores:
             name, why = "the stream", (
@@ -918,7 +905,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 child_p5(args)
         except Exception as exc:  # reported to the driver, which prints it
-            emit({"ok": False, "error": f"{type(exc).__name__}: {exc}"})
+            emit(failure(exc))
         sys.stdout.flush()
         os._exit(0)  # do not wait on a client's threads at exit
     skip = {s for s in args.skip.split(",") if s}
@@ -966,8 +953,7 @@ def main(argv: list[str] | None = None) -> int:
             info["p4"] = p4
     info["wall_s"] = time.monotonic() - t0
     info["verdicts"] = verdicts(info.get("p2"), info.get("p5"), info.get("p4"), args)
-    info["command"] = ("uv run python bench/bench_targets.py "
-                       + " ".join(a for a in argv if a != "--no-write")).strip()
+    info["command"] = command_line("uv run python bench/bench_targets.py", argv)
     print()
     for kind, p2 in info.get("p2", {}).items():
         print(f"P2 on {P2_SERVERS[kind]}:\n" + (p2.get("error") or p2_table(p2["summary"])
@@ -982,14 +968,6 @@ def main(argv: list[str] | None = None) -> int:
         write_section(DOC, SECTION, render(args, info), heading="")
         print(f"wrote {DOC.relative_to(ROOT)}")
     return 0
-
-
-def revision() -> str:
-    """HEAD's short hash (read only)."""
-    with contextlib.suppress(OSError, subprocess.SubprocessError):
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, timeout=30, check=False, cwd=ROOT).stdout.strip()
-    return "unknown"
 
 
 if __name__ == "__main__":

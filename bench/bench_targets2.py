@@ -38,7 +38,6 @@ import datetime as dt
 import io
 import logging
 import os
-import platform
 import pstats
 import resource
 import signal
@@ -55,7 +54,20 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from _common import ATTRIBUTES, PROJECT, guard_environment, median, payload, write_section  # noqa: E402
+from _common import (  # noqa: E402
+    ATTRIBUTES,
+    PROJECT,
+    command_line,
+    guard_environment,
+    linux_python,
+    loadavg,
+    median,
+    payload,
+    proc_cpu_seconds,
+    revision,
+    run_line,
+    write_section,
+)
 from bench_overhead import (  # noqa: E402
     SETTINGS,
     loop_processor,
@@ -353,13 +365,6 @@ def _cpu(fn: Callable[[int], int], k: int) -> float:
     return time.process_time() - c0
 
 
-def loadavg() -> str:
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return "?"
-
-
 def machine_busy() -> float:
     """Seconds of CPU every core has spent busy since boot (``/proc/stat``)."""
     try:
@@ -370,20 +375,12 @@ def machine_busy() -> float:
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
-def pid_cpu(pid: int | None) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, TypeError):
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def ours_cpu(server_pid: int | None) -> float:
     """CPU of this process, its waited-for descendants (relay-cli and its workers)
     and the Pub/Sub server: what the run itself spends."""
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     return (time.process_time() + children.ru_utime + children.ru_stime
-            + pid_cpu(server_pid))
+            + proc_cpu_seconds(server_pid))
 
 
 def mp_run(processes: int, tag: str, args: argparse.Namespace, work: Path, spin: int,
@@ -723,8 +720,7 @@ cores to themselves, and another job running at the same time lowers the ratio.
     print("\n".join(verdicts))
     print(f"wall time {wall:.0f} s")
     if not args.no_write and parts:
-        command = ("uv run python bench/bench_targets2.py "
-                   + " ".join(a for a in argv if a != "--no-write")).strip()
+        command = command_line("uv run python bench/bench_targets2.py", argv)
         body = f"""{HEADING}
 
 Written by one command (it rewrites only this section):
@@ -733,10 +729,9 @@ Written by one command (it rewrites only this section):
 {command}
 ```
 
-* Run: {started:%Y-%m-%d %H:%M} UTC, {wall / 60:.1f} minutes; relay at commit \
-{revision()} (working tree as it was, other work in progress)
-* Machine: {os.cpu_count()} cores, shared with other work and noisy; Linux \
-{platform.release()}, Python {platform.python_version()}; loadavg at the start {load0}
+{run_line(started, wall, revision())}
+* Machine: {os.cpu_count()} cores, shared with other work and noisy; {linux_python()}; \
+loadavg at the start {load0}
 
 {chr(10).join(f'* {v}' for v in verdicts)}
 
@@ -744,14 +739,6 @@ Written by one command (it rewrites only this section):
         write_section(DOC, SECTION, body, heading="")
         print(f"wrote {DOC.relative_to(ROOT)}")
     return 0
-
-
-def revision() -> str:
-    """HEAD's short hash (read only)."""
-    with contextlib.suppress(OSError, subprocess.SubprocessError):
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, timeout=30, check=False, cwd=ROOT).stdout.strip()
-    return "unknown"
 
 
 if __name__ == "__main__":

@@ -31,7 +31,6 @@ import argparse
 import datetime as dt
 import logging
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -42,7 +41,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from _common import PROJECT, guard_environment, write_section  # noqa: E402
+from _common import PROJECT, guard_environment, linux_python, write_section  # noqa: E402
 
 from relay import task  # noqa: E402
 
@@ -194,8 +193,8 @@ Produced by one command (it rewrites only this section):
 {command}
 ```
 
-* Run: {started:%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, Linux {platform.release()}, \
-Python {platform.python_version()}, shared and noisy
+* Run: {started:%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, {linux_python()}, \
+shared and noisy
 * Broker: Google's Pub/Sub emulator on loopback. The worker is another process
   (`relay.Worker`, relay's defaults: `CONCURRENCY=16`, `FLOW_MAX_MESSAGES=100`,
   `LoggingMiddleware` at WARNING); the caller has `RESULTS="pubsub"`, so every

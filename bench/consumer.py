@@ -20,7 +20,6 @@ the cost of the per-message INFO line, formatted and written.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import resource
@@ -34,7 +33,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import PROJECT, TOPIC, guard_environment
+from _common import PROJECT, TOPIC, emit, guard_environment
 
 
 class Counter:
@@ -279,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
                 stop()
             except Exception as exc:
                 result.error = result.error or f"stop failed: {type(exc).__name__}: {exc}"
-    print(json.dumps(asdict(result)), flush=True)
+    emit(asdict(result))
     return 0 if result.ok else 1
 
 
