@@ -38,7 +38,10 @@ def test_a_stream_beyond_max_workers_is_refused_not_left_waiting(
             yield types.StreamingPullRequest(subscription=name, stream_ack_deadline_seconds=10)
             done.wait(30)  # keep the stream open
 
+        publisher.publish(topic, b"{}").result(timeout=10)  # before the workers are taken
         held = [pull(requests(name)) for name in names[:3]]  # every worker busy
+        for call in held:  # each is served (holds a worker) before the extra one comes
+            assert next(call).received_messages
         extra = pull(requests(names[3]))
         with pytest.raises(grpc.RpcError) as raised:
             next(extra)
