@@ -24,6 +24,7 @@ TRANSPORTS = [
     *sorted((RELAY / "transports" / "pubsub").glob("*.py")),
     *sorted((RELAY / "transports" / "grpc").glob("*.py")),
     RELAY / "transports" / "memory.py",
+    RELAY / "transports" / "memory_queue.py",
 ]
 
 #: What a transport may import from relay: the seam and what sits below it.
