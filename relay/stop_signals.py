@@ -6,17 +6,26 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
+import threading
 import time
+from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
-from relay.errors import RelayError
-
 logger = logging.getLogger("relay.cli")  # heard by the CLI, logged as the CLI
 
+#: Seconds a forced stop has to leave by itself before the process exits anyway.
+FORCE_GRACE = 10.0
 
-class ForcedExit(RelayError):
-    """Raised in the main thread by a second stop signal."""
+
+class ForcedExit(BaseException):
+    """Raised in the main thread by a second stop signal.
+
+    A ``BaseException``, as ``KeyboardInterrupt`` is: the signal lands wherever
+    the main thread is, and an ``except Exception`` there (``logging`` swallows
+    what a handler's ``emit`` raises) must not absorb it.
+    """
 
 
 class StopFlag:
@@ -56,10 +65,16 @@ class StopSignals:
     the supervisor forces a stop with SIGKILL.
     """
 
-    def __init__(self, *, escalate: bool = True) -> None:
+    def __init__(
+        self, *, escalate: bool = True, force_grace: float = FORCE_GRACE,
+        force_exit: Callable[[int], Any] = os._exit,
+    ) -> None:
         self.requested = StopFlag()
         self.escalate = escalate
         self._previous: dict[int, Any] = {}
+        self._force_grace = force_grace
+        self._force_exit = force_exit
+        self._watchdog: threading.Timer | None = None
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
@@ -67,6 +82,7 @@ class StopSignals:
             if not self.escalate:
                 logger.debug("%s received again: already stopping", name)
                 return
+            self._arm_watchdog()
             raise ForcedExit(f"{name} received again: abandoning the drain")
         logger.info("%s received: stopping gracefully%s", name,
                     " (send it again to force)" if self.escalate else "")
@@ -80,8 +96,26 @@ class StopSignals:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
+
+    def _arm_watchdog(self) -> None:
+        """Exit with status 1 after ``force_grace`` seconds, should the main thread
+        be somewhere ``ForcedExit`` cannot leave (a C call that does not return,
+        code that catches ``BaseException``): a forced stop always ends the process."""
+        if self._watchdog is not None:
+            return
+
+        def force() -> None:
+            sys.stderr.write("relay-cli: forced stop did not finish: exiting now\n")
+            sys.stderr.flush()
+            self._force_exit(1)
+
+        self._watchdog = threading.Timer(self._force_grace, force)
+        self._watchdog.daemon = True
+        self._watchdog.start()
 
     def wait(self, parent: int | None = None) -> None:
         """Until a stop is requested, or (``parent``: the supervisor's pid) that process
