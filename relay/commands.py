@@ -28,8 +28,10 @@ from relay.subscription import Subscription
 
 if TYPE_CHECKING:
     from relay.emulator import Emulator
+    from relay.health import HealthServer
     from relay.provisioning import Desired
     from relay.transports.base import Transport
+    from relay.worker import Worker
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -255,12 +257,25 @@ def _run_worker(
             worker.start()
             say(READY.replace(PROG, prog, 1))
             stop.wait(parent)
-    finally:
+    except ForcedExit:
+        raise  # a second signal before the drain began: abandon it, do not start one
+    except BaseException:
+        _stop_worker(worker, health)
+        raise
+    _stop_worker(worker, health)
+    return EXIT_OK
+
+
+def _stop_worker(worker: Worker, health: HealthServer | None) -> None:
+    """Drain and stop ``worker``, then its health server and the process-wide app."""
+    import relay
+
+    try:
         worker.stop()
+    finally:
         if health is not None:
             health.stop()
         relay.reset()
-    return EXIT_OK
 
 
 def cmd_plan(args: argparse.Namespace) -> int:

@@ -84,9 +84,11 @@ class StopSignals:
                 return
             self._arm_watchdog()
             raise ForcedExit(f"{name} received again: abandoning the drain")
+        # Set before logging: a second signal can run this handler again while the
+        # first is still writing its line, and must find the stop already requested.
+        self.requested.set()
         logger.info("%s received: stopping gracefully%s", name,
                     " (send it again to force)" if self.escalate else "")
-        self.requested.set()
 
     def __enter__(self) -> StopSignals:
         for signum in (signal.SIGINT, signal.SIGTERM):
