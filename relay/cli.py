@@ -68,6 +68,7 @@ from relay.commands import (
 from relay.emulator import KINDS, EmulatorError, default_kind
 from relay.errors import ConfigurationError, RelayError
 from relay.redaction import redact
+from relay.stop_signals import ForcedExit
 
 __all__ = [
     "COMMANDS", "EXIT_CONFIG", "EXIT_DIFFERS", "EXIT_FAILURE", "EXIT_OK", "PROG", "READY",
@@ -298,7 +299,7 @@ def execute(args: argparse.Namespace) -> int:
     except ConfigurationError as exc:
         _error(str(exc), args)
         return EXIT_CONFIG
-    except RelayError as exc:
+    except (RelayError, ForcedExit) as exc:
         _error(str(exc), args)
         return EXIT_FAILURE
     except KeyboardInterrupt:

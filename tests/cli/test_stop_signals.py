@@ -3,6 +3,7 @@ main thread: in a log line, in the wait for the first, or during the drain."""
 
 from __future__ import annotations
 
+import argparse
 import io
 import logging
 import signal
@@ -12,6 +13,7 @@ import pytest
 
 import relay
 from relay import BaseMiddleware, sub
+from relay.cli import execute
 from relay.commands import _run_worker
 from relay.settings import Settings
 from relay.stop_signals import ForcedExit, StopSignals
@@ -106,3 +108,20 @@ def test_a_second_signal_before_the_drain_began_does_not_start_one() -> None:
         signals.__exit__(None, None, None)
         release.set()
         relay.reset()
+
+
+def test_a_forced_stop_outside_run_is_one_error_line_and_exit_1(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``relay-cli emulator`` hears signals too; ForcedExit is no RelayError, and must
+    still end as one line, not a traceback."""
+
+    def stopped_twice(args: argparse.Namespace) -> int:
+        raise ForcedExit("SIGINT received again: abandoning the drain")
+
+    args = argparse.Namespace(func=stopped_twice, log_level="INFO")
+
+    assert execute(args) == 1
+    assert capsys.readouterr().err == (
+        "relay-cli: error: SIGINT received again: abandoning the drain\n"
+    )
