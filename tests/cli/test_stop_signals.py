@@ -19,6 +19,18 @@ from relay.settings import Settings
 from relay.stop_signals import ForcedExit, StopSignals
 
 
+def test_a_forced_stop_that_cannot_leave_is_ended_by_the_watchdog() -> None:
+    exits: list[int] = []
+    signals = StopSignals(force_grace=0.05, force_exit=exits.append)
+    signals._handle(signal.SIGTERM, None)
+    with pytest.raises(ForcedExit):
+        signals._handle(signal.SIGINT, None)  # ... and nothing acts on it
+
+    assert signals._watchdog is not None
+    signals._watchdog.join(5)
+    assert exits == [1]
+
+
 def test_a_second_signal_during_a_log_line_is_not_swallowed_by_logging() -> None:
     """Inside a handler's emit, logging catches Exception (CI saw a forced stop
     absorbed that way)."""
